@@ -1,0 +1,77 @@
+"""One place that turns every error into DESIGN.md's body:
+
+    {"error": {"code": "<snake_case>", "message": "<human text>", "details": {...}}}
+
+Services raise common.errors.DomainError subclasses; DRF raises its own exceptions; both end
+here. Django-level 404/500 pages under /api/ answer with the same body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import JsonResponse
+from django.views.defaults import page_not_found, server_error
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from common.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES: list[tuple[type[Exception], str]] = [
+    (drf.ParseError, "malformed_json"),
+    (drf.ValidationError, "validation_error"),
+    (drf.NotAuthenticated, "unauthenticated"),
+    (drf.AuthenticationFailed, "unauthenticated"),
+    (drf.PermissionDenied, "permission_denied"),
+    (drf.NotFound, "not_found"),
+    (drf.MethodNotAllowed, "method_not_allowed"),
+    (drf.NotAcceptable, "not_acceptable"),
+    (drf.UnsupportedMediaType, "unsupported_media_type"),
+    (drf.Throttled, "throttled"),
+]
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: let Django log it and answer 500
+
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
+    if code == "validation_error":
+        message, details = "The request is invalid.", {"fields": response.data}
+        if isinstance(response.data, dict) and set(response.data) == {"non_field_errors"}:
+            message = str(response.data["non_field_errors"][0])
+    elif code == "not_found":
+        message, details = "Not found.", {}
+    elif code == "throttled":
+        message, details = "Too many requests.", {"retry_after": getattr(exc, "wait", None)}
+    else:
+        detail = response.data.get("detail") if isinstance(response.data, dict) else None
+        message, details = str(detail or exc), {}
+    response.data = error_body(code, message, details)
+    return response
+
+
+def api_not_found(request, exception=None):
+    """handler404: the error body under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return page_not_found(request, exception)
+
+
+def api_server_error(request):
+    """handler500: never an HTML page for an API client."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("internal_error", "Internal server error."), status=500)
+    return server_error(request)

@@ -1,0 +1,77 @@
+"""Cursor pagination with DESIGN.md's shape: {"results": [...], "next": "<cursor or null>"}.
+
+`limit` sets the page size (1..MAX_PAGE_SIZE, else 400); `cursor` takes the `next` value.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from django.conf import settings
+from rest_framework import pagination
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+
+def parse_limit(raw: str | None, *, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    maximum = settings.MAX_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ValidationError({"limit": [f"Must be an integer from 1 to {maximum}."]})
+    return int(raw)
+
+
+class CursorPagination(pagination.CursorPagination):
+    page_size = 100
+    page_size_query_param = "limit"
+    cursor_query_param = "cursor"
+    ordering = ("created_at", "pk")
+
+    def get_page_size(self, request):
+        return parse_limit(
+            request.query_params.get(self.page_size_query_param), default=self.page_size
+        )
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except Exception as exc:  # DRF raises NotFound for a bad cursor: it is bad input.
+            raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
+
+    def next_cursor(self) -> str | None:
+        link = self.get_next_link()
+        if not link:
+            return None
+        return parse_qs(urlparse(link).query)[self.cursor_query_param][0]
+
+    def get_paginated_response(self, data):
+        return Response({"results": data, "next": self.next_cursor()})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["results", "next"],
+            "properties": {
+                "results": schema,
+                "next": {"type": "string", "nullable": True, "description": "Pass as ?cursor="},
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": "The `next` value of the previous page.",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Page size, 1 to {settings.MAX_PAGE_SIZE} (default 100).",
+                "schema": {"type": "integer"},
+            },
+        ]

@@ -1,0 +1,70 @@
+"""A JSON parser that enforces MAX_REQUEST_BYTES and refuses what PostgreSQL cannot store.
+
+DRF's JSONParser reads the whole stream with no limit (Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+only guards `request.body`), accepts NaN (invalid JSON, rejected by jsonb), NUL characters
+(rejected by PostgreSQL text and jsonb) and lone surrogates (not encodable as UTF-8). Each of
+those would surface as a 500 deep in a service; here they become a 400 or 413 up front.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import JSONParser
+
+
+class RequestTooLarge(APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def unstorable_string(value: Any) -> str | None:
+    """The first string (key or value) PostgreSQL could not store, else None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return item
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+class LimitedJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        request = parser_context.get("request")
+        limit = settings.MAX_REQUEST_BYTES
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"The request body exceeds {limit} bytes.")
+        if stream is None:
+            raise ParseError("The request body is empty.")
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise RequestTooLarge(f"The request body exceeds {limit} bytes.")
+        try:
+            text = raw.decode(parser_context.get("encoding", "utf-8"))
+            data = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"Malformed JSON: {exc}") from None
+        # Only an escape sequence can smuggle NUL or a lone surrogate into valid UTF-8 JSON.
+        if "\\u" in text and unstorable_string(data) is not None:
+            raise ParseError("Strings must not contain NUL characters or lone surrogates.")
+        return data

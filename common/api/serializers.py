@@ -1,0 +1,39 @@
+"""Serializer building blocks shared by every app's API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects keys it does not know, so a typo or a read-only field is a 400, not a no-op."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            writable = {name for name, f in self.fields.items() if not f.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown or read-only field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ActorSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=("user", "agent", "system"))
+    id = serializers.CharField(max_length=200)
+
+
+class DynamicFieldsMixin:
+    """`?fields=a,b` keeps only those fields of the representation (unknown names → 400)."""
+
+    def __init__(self, *args, fields: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if fields:
+            unknown = sorted(set(fields) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {"fields": [f"Unknown fields: {', '.join(unknown)}."]}
+                )
+            for name in set(self.fields) - set(fields):
+                self.fields.pop(name)

@@ -1,0 +1,1 @@
+"""Handoffs and capacity (issue: sessions and handoffs)."""

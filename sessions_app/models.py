@@ -1,0 +1,1 @@
+"""Sessions, sub-sessions, summaries and workspaces (issue: sessions and handoffs)."""

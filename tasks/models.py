@@ -1,0 +1,1 @@
+"""No models: schedules live in django-celery-beat's tables."""

@@ -1,0 +1,85 @@
+"""Shared fixtures: tenants with API clients (ours and an outsider's), projects, threads.
+
+Tests run against this machine's PostgreSQL and Redis (config/settings/test.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import ProjectFactory
+from threads import services
+from threads.models import Project, Tenant
+
+
+@dataclass
+class Caller:
+    """A tenant and an APIClient that authenticates as it."""
+
+    tenant: Tenant
+    secret: str
+    client: APIClient
+
+    def get(self, path, data=None, **extra):
+        return self.client.get(path, data, **extra)
+
+    def post(self, path, data=None, **extra):
+        return self.client.post(path, data, format="json", **extra)
+
+    def put(self, path, data=None, **extra):
+        return self.client.put(path, data, format="json", **extra)
+
+    def patch(self, path, data=None, **extra):
+        return self.client.patch(path, data, format="json", **extra)
+
+    def delete(self, path, **extra):
+        return self.client.delete(path, **extra)
+
+
+def make_caller(name: str) -> Caller:
+    tenant, secret = services.tenant_create(name=name)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return Caller(tenant=tenant, secret=secret, client=client)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def api(db) -> Caller:
+    return make_caller("alice")
+
+
+@pytest.fixture
+def outsider(db) -> Caller:
+    """Another tenant: must never see or touch `api`'s objects."""
+    return make_caller("charlie")
+
+
+@pytest.fixture
+def project(api) -> Project:
+    return ProjectFactory(tenant=api.tenant)
+
+
+@pytest.fixture
+def thread(api, project):
+    return services.thread_create(tenant=api.tenant, project_id=project.id, title="First thread")
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response is DESIGN.md's error body with this status and code; returns details."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    return body["error"]["details"]

@@ -1,0 +1,342 @@
+"""Projects, threads, messages and events over REST: validate → one service → serialize."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from common.api.pagination import CursorPagination, parse_limit
+from common.api.schema import errors
+from common.api.viewsets import TenantScopedViewSet
+from common.errors import StaleVersion
+from threads import selectors, services
+from threads.api.filters import EventFilter, ThreadFilter
+from threads.api.serializers import (
+    AppendResultSerializer,
+    EventSerializer,
+    ForkSerializer,
+    MessageBatchSerializer,
+    MessagePageSerializer,
+    MessageReplaceSerializer,
+    ProjectSerializer,
+    ProjectWriteSerializer,
+    StateSerializer,
+    ThreadCreateSerializer,
+    ThreadSerializer,
+    ThreadUpdateSerializer,
+    TruncateResultSerializer,
+    TruncateSerializer,
+)
+from threads.models import Event, Project, Thread
+
+
+def validated(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- Projects --------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List projects", responses={200: ProjectSerializer(many=True), **errors()}
+    ),
+    retrieve=extend_schema(
+        summary="Get a project", responses={200: ProjectSerializer, **errors(404)}
+    ),
+    create=extend_schema(
+        summary="Create a project",
+        request=ProjectWriteSerializer,
+        responses={201: ProjectSerializer, **errors(400, 413)},
+    ),
+    partial_update=extend_schema(
+        summary="Edit a project",
+        request=ProjectWriteSerializer(partial=True),
+        responses={200: ProjectSerializer, **errors(400, 404, 413)},
+    ),
+)
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Project.objects.all()
+    serializer_class = ProjectSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def create(self, request: Request) -> Response:
+        data = validated(ProjectWriteSerializer, request.data)
+        project = services.project_create(tenant=self.tenant, **data)
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        project = self.get_object()
+        data = validated(ProjectWriteSerializer, request.data, partial=True)
+        project = services.project_update(project=project, **data)
+        return Response(ProjectSerializer(project).data)
+
+
+# --- Threads ---------------------------------------------------------------------------
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """If-Match → the expected version; None when absent or `*`. An unparsable value can
+    match no version, so it fails like a stale one."""
+    if header is None:
+        return None
+    value = header.strip()
+    if value == "*":
+        return None
+    value = value.removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise StaleVersion(expected=header, actual=None)
+    return int(value)
+
+
+def thread_response(thread: Thread, status_code: int = 200) -> Response:
+    return Response(
+        ThreadSerializer(thread).data, status=status_code, headers={"ETag": f'"{thread.version}"'}
+    )
+
+
+THREAD = {200: ThreadSerializer}
+FIELDS_PARAM = OpenApiParameter(
+    "fields", str, description="Comma-separated fields to return, e.g. `id,title,status`."
+)
+METADATA_PARAM = OpenApiParameter(
+    "metadata.<key>",
+    str,
+    description="Match a metadata key (string or JSON scalar), e.g. `metadata.customer=acme`.",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List threads",
+        parameters=[FIELDS_PARAM, METADATA_PARAM],
+        responses={200: ThreadSerializer(many=True), **errors(400)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a thread (ETag: its version)", responses={**THREAD, **errors(404)}
+    ),
+    create=extend_schema(
+        summary="Create a thread",
+        request=ThreadCreateSerializer,
+        responses={201: ThreadSerializer, **errors(400, 404, 413)},
+    ),
+    partial_update=extend_schema(
+        summary="Edit a thread (honours If-Match)",
+        request=ThreadUpdateSerializer,
+        parameters=[OpenApiParameter("If-Match", str, OpenApiParameter.HEADER)],
+        responses={**THREAD, **errors(400, 404, 409, 412, 413)},
+    ),
+    destroy=extend_schema(summary="Delete a thread", responses={204: None, **errors(404, 409)}),
+)
+class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Thread.objects.all()
+    serializer_class = ThreadSerializer
+    filterset_class = ThreadFilter
+    pagination_class = CursorPagination
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def scope_queryset(self, queryset):
+        if self.action == "list":
+            return queryset.filter(selectors.metadata_filter(self.request.query_params))
+        return queryset
+
+    def get_serializer(self, *args, **kwargs):
+        if self.action == "list":
+            raw = self.request.query_params.get("fields")
+            if raw:
+                kwargs["fields"] = [f.strip() for f in raw.split(",") if f.strip()]
+        return super().get_serializer(*args, **kwargs)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return thread_response(self.get_object())
+
+    def create(self, request: Request) -> Response:
+        data = validated(ThreadCreateSerializer, request.data)
+        thread = services.thread_create(
+            tenant=self.tenant,
+            project_id=data["project"],
+            title=data["title"],
+            metadata=data["metadata"],
+        )
+        return thread_response(thread, status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        thread = self.get_object()
+        changes = validated(ThreadUpdateSerializer, request.data)
+        expected = parse_if_match(request.headers.get("If-Match"))
+        thread = services.thread_update(thread=thread, changes=changes, expected_version=expected)
+        return thread_response(thread)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.thread_delete(thread=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Archive a thread (read-only afterwards)",
+        request=None,
+        responses={**THREAD, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str) -> Response:
+        return thread_response(services.thread_archive(thread=self.get_object()))
+
+    @extend_schema(
+        summary="Close the conversation (lifecycle closed, warming off)",
+        request=None,
+        responses={**THREAD, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str) -> Response:
+        return thread_response(services.thread_close(thread=self.get_object()))
+
+    @extend_schema(
+        summary="Re-open a closed conversation (lifecycle idle)",
+        request=None,
+        responses={**THREAD, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def open(self, request: Request, pk: str) -> Response:
+        return thread_response(services.thread_open(thread=self.get_object()))
+
+    @extend_schema(
+        summary="Fork a thread (messages and state copied)",
+        request=ForkSerializer,
+        responses={201: ThreadSerializer, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def fork(self, request: Request, pk: str) -> Response:
+        thread = self.get_object()
+        data = validated(ForkSerializer, request.data)
+        return thread_response(
+            services.thread_fork(thread=thread, title=data.get("title")), status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Get the state slice",
+        responses={200: StateSerializer, **errors(404)},
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Replace the state slice",
+        request=StateSerializer,
+        responses={200: StateSerializer, **errors(400, 404, 409, 413)},
+    )
+    @action(detail=True, methods=["get", "put"])
+    def state(self, request: Request, pk: str) -> Response:
+        thread = self.get_object()
+        if request.method == "PUT":
+            data = validated(StateSerializer, request.data)
+            thread = services.thread_state_set(thread=thread, state=data["state"])
+        return Response({"state": thread.state})
+
+    @extend_schema(
+        methods=["GET"],
+        summary="List messages in seq order",
+        parameters=[
+            OpenApiParameter(
+                "after_seq", OpenApiTypes.INT, description="Only messages after this seq."
+            ),
+            OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000 (default 100)."),
+        ],
+        responses={200: MessagePageSerializer, **errors(400, 404)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Append messages (idempotent per message id)",
+        request=MessageBatchSerializer,
+        responses={
+            201: AppendResultSerializer,
+            200: OpenApiResponse(
+                AppendResultSerializer, description="Every message was a duplicate."
+            ),
+            **errors(400, 404, 409, 413),
+        },
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Replace the whole history",
+        request=MessageReplaceSerializer,
+        responses={200: AppendResultSerializer, **errors(400, 404, 409, 413)},
+    )
+    @action(detail=True, methods=["get", "post", "put"])
+    def messages(self, request: Request, pk: str) -> Response:
+        thread = self.get_object()
+        if request.method == "GET":
+            return self._list_messages(request, thread)
+        if request.method == "PUT":
+            data = validated(MessageReplaceSerializer, request.data)
+            result = services.messages_replace(thread=thread, messages=data["messages"])
+            return Response(AppendResultSerializer(result).data)
+        data = validated(MessageBatchSerializer, request.data)
+        result = services.messages_append(thread=thread, messages=data["messages"])
+        code = status.HTTP_201_CREATED if result.appended else status.HTTP_200_OK
+        return Response(AppendResultSerializer(result).data, status=code)
+
+    def _list_messages(self, request: Request, thread: Thread) -> Response:
+        raw_after = (
+            request.query_params.get("cursor") or request.query_params.get("after_seq") or "0"
+        )
+        if not raw_after.isdigit() or int(raw_after) > 2**62:
+            raise ValidationError({"after_seq": ["Must be a non-negative integer."]})
+        limit = parse_limit(request.query_params.get("limit"), default=100)
+        page, next_seq = selectors.messages_page(
+            thread=thread, after_seq=int(raw_after), limit=limit
+        )
+        return Response({"results": page, "next": None if next_seq is None else str(next_seq)})
+
+    @extend_schema(
+        summary="Remove a message and everything after it",
+        request=TruncateSerializer,
+        responses={200: TruncateResultSerializer, **errors(400, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path="messages/truncate")
+    def truncate(self, request: Request, pk: str) -> Response:
+        thread = self.get_object()
+        data = validated(TruncateSerializer, request.data)
+        removed = services.messages_truncate(thread=thread, from_id=data["from_id"])
+        return Response({"removed": removed})
+
+
+# --- Events ----------------------------------------------------------------------------
+
+
+class EventPagination(CursorPagination):
+    ordering = ("id",)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The audit trail",
+        parameters=[
+            OpenApiParameter("after", str, description="Only events after this event id."),
+            OpenApiParameter("kind", str, description="One kind or a comma list."),
+        ],
+        responses={200: EventSerializer(many=True), **errors(400)},
+    ),
+)
+class EventViewSet(mixins.ListModelMixin, TenantScopedViewSet):
+    queryset = Event.objects.all()
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    pagination_class = EventPagination
+
+    def scope_queryset(self, queryset):
+        return selectors.events_after(
+            queryset=queryset,
+            tenant_id=self.tenant.pk,
+            after=self.request.query_params.get("after"),
+        )

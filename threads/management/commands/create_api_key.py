@@ -1,0 +1,28 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from threads.models import Tenant
+from threads.services import api_key_create
+
+
+class Command(BaseCommand):
+    help = "Create another API key for a tenant; the key is printed on the last line (shown once)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("tenant_id")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, tenant_id: str, name: str, **options):
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is None:
+            raise CommandError(f"No tenant {tenant_id!r}.")
+        api_key, secret = api_key_create(tenant=tenant, name=name)
+        if options["json"]:
+            self.stdout.write(
+                json.dumps({"tenant": tenant.id, "key_id": api_key.id, "api_key": secret})
+            )
+            return
+        self.stdout.write(f"Created key {api_key.id} for {tenant.id}. Shown once:")
+        self.stdout.write(secret)

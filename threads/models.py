@@ -1,0 +1,256 @@
+"""Tenants, API keys, projects, threads, messages and the event trail.
+
+Writes go through threads/services.py; reads through threads/selectors.py.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from common.ids import id_factory
+
+
+def _id_field(prefix: str) -> models.CharField:
+    return models.CharField(
+        primary_key=True, max_length=20, default=id_factory(prefix), editable=False
+    )
+
+
+class Tenant(models.Model):
+    id = _id_field("tnt")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class ApiKey(models.Model):
+    """A tenant's credential. Only the SHA-256 of the secret is stored; the secret is shown
+    once, at creation. Secrets carry 256 random bits, so a fast hash is enough (no KDF)."""
+
+    id = _id_field("key")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="First characters, to recognise a key."
+    )
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.tenant_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class WorkspaceBackend(models.TextChoices):
+    NONE = "none"
+    DIRECTORY = "directory"
+    GIT_WORKTREE = "git-worktree"
+
+
+class Project(models.Model):
+    id = _id_field("prj")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=200)
+    max_delegation_depth = models.PositiveIntegerField(default=4)
+    max_delegation_width = models.PositiveIntegerField(default=8)
+    max_intervention_depth = models.PositiveIntegerField(default=10)
+    workspace_backend = models.CharField(
+        max_length=16, choices=WorkspaceBackend.choices, default=WorkspaceBackend.NONE
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = [
+            # GET /projects/ — the tenant's projects in creation order.
+            models.Index(fields=("tenant", "created_at"), name="project_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class ThreadStatus(models.TextChoices):
+    OPEN = "open"
+    ARCHIVED = "archived"
+
+
+class Lifecycle(models.TextChoices):
+    ACTIVE = "active"
+    IDLE = "idle"
+    CLOSED = "closed"
+
+
+class Tier(models.TextChoices):
+    HOT = "hot"
+    COLD = "cold"
+
+
+class ReasoningEffort(models.TextChoices):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    XHIGH = "xhigh"
+    MAX = "max"
+
+
+class Thread(models.Model):
+    """A conversation. Two counters guard it:
+
+    - `version` bumps on every edit of the thread itself (PATCH, archive, close, open); it is
+      the ETag that If-Match is checked against;
+    - `history_version` bumps on every change of its messages or state; the hot cache and
+      the cold flush compare it to know whether what they hold is still current.
+
+    Keeping them apart lets an agent append while an operator renames the thread without
+    either getting a 412.
+    """
+
+    id = _id_field("thd")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="threads")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="threads")
+    title = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ThreadStatus.choices, default=ThreadStatus.OPEN
+    )
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.IDLE)
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.HOT)
+    version = models.PositiveBigIntegerField(default=1)
+    history_version = models.PositiveBigIntegerField(default=0)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    message_count = models.PositiveBigIntegerField(default=0)
+    token_estimate = models.PositiveBigIntegerField(default=0)
+    fork_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    )
+    reasoning_effort = models.CharField(
+        max_length=8, choices=ReasoningEffort.choices, default=ReasoningEffort.HIGH
+    )
+    state = models.JSONField(null=True, blank=True)
+
+    # Compaction settings (0 disables a threshold; threshold_tokens wins when set).
+    compaction_threshold_tokens = models.PositiveIntegerField(null=True, blank=True)
+    compaction_threshold_percent = models.PositiveSmallIntegerField(default=85)
+    compaction_context_window = models.PositiveIntegerField(default=200_000)
+    compaction_keep_last = models.PositiveIntegerField(default=10)
+
+    # Prompt-cache warming settings and timer.
+    warming_enabled = models.BooleanField(default=False)
+    warming_interval_s = models.PositiveIntegerField(default=240)
+    warming_max_idle_warms = models.PositiveIntegerField(default=12)
+    next_warm_at = models.DateTimeField(null=True, blank=True)
+    last_warm_at = models.DateTimeField(null=True, blank=True)
+    last_cache_pct = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_retention_pct = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = [
+            # GET /threads/ — a tenant's threads in creation order (cursor pagination).
+            models.Index(fields=("tenant", "created_at", "id"), name="thread_tenant_created"),
+            # GET /threads/?project= — one project's threads.
+            models.Index(fields=("project", "created_at"), name="thread_project_created"),
+            # GET /threads/?q= — title prefix (LIKE 'q%') on PostgreSQL needs pattern ops.
+            models.Index(
+                fields=("tenant", "title"),
+                name="thread_tenant_title_prefix",
+                opclasses=("varchar_pattern_ops", "varchar_pattern_ops"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title or '(untitled)'} ({self.id})"
+
+    @property
+    def is_archived(self) -> bool:
+        return self.status == ThreadStatus.ARCHIVED
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class Message(models.Model):
+    """One message of a thread. `message_id` (the API's `id`) is client-supplied for
+    idempotency, unique per thread; `seq` is assigned under the thread's row lock, strictly
+    increasing and never reused (a truncation leaves a gap rather than renumbering, so a
+    reader paging with after_seq never misses a later message)."""
+
+    thread = models.ForeignKey(
+        Thread, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    message_id = models.CharField(max_length=128)
+    seq = models.PositiveBigIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.JSONField()
+    metadata = models.JSONField(default=dict, blank=True)
+    token_estimate = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("thread", "seq")
+        constraints = [
+            # GET /threads/{id}/messages?after_seq= reads by this index, in seq order.
+            models.UniqueConstraint(fields=("thread", "seq"), name="message_thread_seq"),
+            # The idempotency key of appends.
+            models.UniqueConstraint(
+                fields=("thread", "message_id"), name="message_thread_message_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}#{self.seq} {self.role}"
+
+
+class Event(models.Model):
+    """The audit trail of every state change. Thread and session are kept as plain ids so
+    the trail outlives what it describes (a deleted thread keeps its `thread.deleted`)."""
+
+    public_id = models.CharField(
+        max_length=20, unique=True, default=id_factory("evt"), editable=False
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
+    thread_id = models.CharField(max_length=20, null=True, blank=True)
+    session_id = models.CharField(max_length=20, null=True, blank=True)
+    kind = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("id",)
+        indexes = [
+            # GET /events/ — the tenant's whole trail in order.
+            models.Index(fields=("tenant", "id"), name="event_tenant_id"),
+            # GET /events/?thread= and ?session= — one thread's / session's trail in order.
+            models.Index(fields=("tenant", "thread_id", "id"), name="event_tenant_thread"),
+            models.Index(fields=("tenant", "session_id", "id"), name="event_tenant_session"),
+            # GET /events/?kind=
+            models.Index(fields=("tenant", "kind", "id"), name="event_tenant_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.public_id}"

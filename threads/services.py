@@ -1,0 +1,490 @@
+"""Writes: tenancy, projects, threads, messages, state, events.
+
+Every function is keyword-only and named <entity>_<action>. Each state change that can race
+is guarded in the database: appends serialize on the thread's row lock, edits are
+conditional UPDATEs on `version`, and the rest re-check status under the same lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from common.errors import InvalidInput, NotFound, PayloadTooLarge, StaleVersion, ThreadArchived
+from common.ids import new_id
+from threads.models import (
+    ApiKey,
+    Event,
+    Lifecycle,
+    Message,
+    Project,
+    Tenant,
+    Thread,
+    ThreadStatus,
+)
+
+# --- Events ----------------------------------------------------------------------------
+
+
+def event_record(
+    *,
+    tenant_id: str,
+    kind: str,
+    thread_id: str | None = None,
+    session_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Event:
+    """Append to the audit trail; call it inside the transaction of the change it records."""
+    return Event.objects.create(
+        tenant_id=tenant_id,
+        kind=kind,
+        thread_id=thread_id,
+        session_id=session_id,
+        payload=payload or {},
+    )
+
+
+def _thread_event(thread: Thread, kind: str, **payload: Any) -> Event:
+    return event_record(tenant_id=thread.tenant_id, kind=kind, thread_id=thread.id, payload=payload)
+
+
+# --- Tenancy ---------------------------------------------------------------------------
+
+API_KEY_PREFIX = "tl_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, tenant: Tenant, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for `tenant`; returns (key, secret). The secret is not stored."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=secret[:10], secret_hash=_hash_secret(secret)
+    )
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at=None).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The active key with this secret, or None. Touches last_used_at at most once a minute
+    (a conditional UPDATE, so a busy key costs one write a minute, not one per request)."""
+    if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
+        return None
+    api_key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(secret_hash=_hash_secret(secret), revoked_at=None)
+        .first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or api_key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).exclude(
+            last_used_at__gte=now - LAST_USED_RESOLUTION
+        ).update(last_used_at=now)
+    return api_key
+
+
+@transaction.atomic
+def tenant_create(*, name: str) -> tuple[Tenant, str]:
+    """A tenant with its first API key; returns (tenant, secret)."""
+    tenant = Tenant.objects.create(name=name)
+    _, secret = api_key_create(tenant=tenant, name="default")
+    return tenant, secret
+
+
+# --- Projects --------------------------------------------------------------------------
+
+
+def project_create(*, tenant: Tenant, **fields: Any) -> Project:
+    return Project.objects.create(tenant=tenant, **fields)
+
+
+def project_update(*, project: Project, **fields: Any) -> Project:
+    if not fields:
+        return project
+    fields["updated_at"] = timezone.now()
+    Project.objects.filter(pk=project.pk).update(**fields)
+    project.refresh_from_db()
+    return project
+
+
+# --- Threads ---------------------------------------------------------------------------
+
+# PATCH payload → columns. Nested groups are flattened to the model's prefixed fields.
+_EDITABLE = {"title", "metadata", "reasoning_effort"}
+_COMPACTION = {"threshold_tokens", "threshold_percent", "context_window", "keep_last"}
+_WARMING = {"enabled", "interval_s", "max_idle_warms"}
+
+
+def thread_create(
+    *, tenant: Tenant, project_id: str, title: str = "", metadata: dict | None = None
+) -> Thread:
+    project = Project.objects.filter(tenant=tenant, pk=project_id).first()
+    if project is None:
+        raise NotFound("Project not found.", field="project", id=project_id)
+    with transaction.atomic():
+        thread = Thread.objects.create(
+            tenant=tenant, project=project, title=title, metadata=metadata or {}
+        )
+        _thread_event(thread, "thread.created", project=project.id)
+    return thread
+
+
+def _require_open(thread: Thread) -> None:
+    if thread.status == ThreadStatus.ARCHIVED:
+        raise ThreadArchived(thread=thread.id)
+
+
+def _lock(thread: Thread) -> Thread:
+    """Re-read the thread under its row lock (inside a transaction), or 404 if it is gone."""
+    locked = Thread.objects.select_for_update().filter(pk=thread.pk).first()
+    if locked is None:
+        raise NotFound("Thread not found.")
+    return locked
+
+
+def thread_update(
+    *, thread: Thread, changes: dict[str, Any], expected_version: int | None = None
+) -> Thread:
+    """Apply a PATCH. With `expected_version` (If-Match) the UPDATE is conditional on it:
+    of two editors holding the same ETag exactly one wins, the other gets 412."""
+    columns: dict[str, Any] = {k: v for k, v in changes.items() if k in _EDITABLE}
+    for key, value in (changes.get("compaction") or {}).items():
+        if key in _COMPACTION:
+            columns[f"compaction_{key}"] = value
+    for key, value in (changes.get("warming") or {}).items():
+        if key in _WARMING:
+            columns[f"warming_{key}"] = value
+    if columns.get("warming_enabled") is False:
+        columns["next_warm_at"] = None
+
+    with transaction.atomic():
+        query = Thread.objects.filter(pk=thread.pk, status=ThreadStatus.OPEN)
+        if expected_version is not None:
+            query = query.filter(version=expected_version)
+        updated = query.update(**columns, version=F("version") + 1, updated_at=timezone.now())
+        if not updated:
+            current = Thread.objects.filter(pk=thread.pk).values("status", "version").first()
+            if current is None:
+                raise NotFound("Thread not found.")
+            if current["status"] == ThreadStatus.ARCHIVED:
+                raise ThreadArchived(thread=thread.id)
+            raise StaleVersion(expected=expected_version, actual=current["version"])
+        thread.refresh_from_db()
+        _thread_event(thread, "thread.edited", fields=sorted(columns), version=thread.version)
+    return thread
+
+
+def _transition(thread: Thread, kind: str, where: Q, **columns: Any) -> Thread:
+    """A conditional UPDATE that records `kind` when it changed something.
+
+    `where` is the state the change starts from; a row count of 0 means the thread is
+    already there (or a concurrent request got there first) and nothing is recorded."""
+    with transaction.atomic():
+        updated = Thread.objects.filter(where, pk=thread.pk).update(
+            **columns, version=F("version") + 1, updated_at=timezone.now()
+        )
+        thread.refresh_from_db()
+        if updated:
+            _thread_event(thread, kind, version=thread.version)
+    return thread
+
+
+_OPEN = Q(status=ThreadStatus.OPEN)
+
+
+def thread_archive(*, thread: Thread) -> Thread:
+    """Archive: a hard read-only boundary. Idempotent (already archived → no write)."""
+    return _transition(thread, "thread.archived", _OPEN, status=ThreadStatus.ARCHIVED)
+
+
+def thread_close(*, thread: Thread) -> Thread:
+    """The user closed the conversation: lifecycle closed, warming off, timer cleared."""
+    _require_open(thread)
+    return _transition(
+        thread,
+        "thread.closed",
+        _OPEN & ~Q(lifecycle=Lifecycle.CLOSED),
+        lifecycle=Lifecycle.CLOSED,
+        warming_enabled=False,
+        next_warm_at=None,
+    )
+
+
+def thread_open(*, thread: Thread) -> Thread:
+    """Re-open a closed conversation (back to idle); a no-op on one that is not closed."""
+    _require_open(thread)
+    return _transition(
+        thread, "thread.opened", _OPEN & Q(lifecycle=Lifecycle.CLOSED), lifecycle=Lifecycle.IDLE
+    )
+
+
+def thread_delete(*, thread: Thread) -> None:
+    with transaction.atomic():
+        _thread_event(thread, "thread.deleted", title=thread.title, project=thread.project_id)
+        Thread.objects.filter(pk=thread.pk).delete()
+
+
+def thread_state_set(*, thread: Thread, state: dict | None) -> Thread:
+    size = len(json.dumps(state, separators=(",", ":")).encode())
+    if size > settings.MAX_STATE_BYTES:
+        raise PayloadTooLarge(
+            "The state slice is too large.", bytes=size, limit=settings.MAX_STATE_BYTES
+        )
+    with transaction.atomic():
+        locked = _lock(thread)
+        _require_open(locked)
+        Thread.objects.filter(pk=thread.pk).update(
+            state=state, history_version=F("history_version") + 1, updated_at=timezone.now()
+        )
+    thread.refresh_from_db()
+    return thread
+
+
+def thread_fork(*, thread: Thread, title: str | None = None) -> Thread:
+    """A new open thread in the same project with the same messages (ids and seqs) and state.
+
+    The source's row lock is held for the copy, so the fork is a consistent cut: an append
+    racing the fork lands either wholly before it (and is copied) or wholly after."""
+    with transaction.atomic():
+        source = _lock(thread)
+        fork = Thread.objects.create(
+            tenant_id=source.tenant_id,
+            project_id=source.project_id,
+            title=source.title if title is None else title,
+            metadata=source.metadata,
+            state=source.state,
+            reasoning_effort=source.reasoning_effort,
+            fork_of=source,
+            last_seq=source.last_seq,
+            message_count=source.message_count,
+            token_estimate=source.token_estimate,
+            history_version=1,
+            compaction_threshold_tokens=source.compaction_threshold_tokens,
+            compaction_threshold_percent=source.compaction_threshold_percent,
+            compaction_context_window=source.compaction_context_window,
+            compaction_keep_last=source.compaction_keep_last,
+        )
+        _copy_messages(source_id=source.pk, target_id=fork.pk)
+        _thread_event(fork, "thread.forked", source=source.id, messages=source.message_count)
+    return fork
+
+
+def _copy_messages(*, source_id: str, target_id: str) -> None:
+    # The ORM has no INSERT … SELECT; copying row by row through Python would move every
+    # message's content through the process twice.
+    table = Message._meta.db_table
+    columns = "message_id, seq, role, content, metadata, token_estimate, created_at"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (thread_id, {columns}) "
+            f"SELECT %s, {columns} FROM {table} WHERE thread_id = %s",
+            [target_id, source_id],
+        )
+
+
+# --- Messages --------------------------------------------------------------------------
+
+
+@dataclass
+class MessageIn:
+    id: str
+    role: str
+    content: Any
+    metadata: dict[str, Any]
+    token_estimate: int = 0
+    client_id: bool = True
+
+
+@dataclass
+class AppendResult:
+    appended: int = 0
+    duplicates: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int = 0
+
+
+def estimate_tokens(content: Any) -> int:
+    """A provider-independent estimate: ~4 characters a token plus a small per-message cost."""
+    if isinstance(content, str):
+        chars = len(content)
+    else:
+        chars = 0
+        for block in content:
+            text = block.get("text") if isinstance(block, dict) else None
+            chars += len(text) if isinstance(text, str) else len(json.dumps(block))
+    return 4 + math.ceil(chars / 4)
+
+
+def _prepare(messages: list[dict[str, Any]]) -> list[MessageIn]:
+    """Give every message an id and a token estimate, and enforce MAX_MESSAGE_BYTES."""
+    limit = settings.MAX_MESSAGE_BYTES
+    prepared = []
+    for index, raw in enumerate(messages):
+        size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise PayloadTooLarge(
+                f"Message {index} is {size} bytes; the limit is {limit}.",
+                index=index,
+                bytes=size,
+                limit=limit,
+            )
+        client_id = raw.get("id")
+        prepared.append(
+            MessageIn(
+                id=client_id or new_id("msg"),
+                role=raw["role"],
+                content=raw["content"],
+                metadata=raw.get("metadata") or {},
+                token_estimate=estimate_tokens(raw["content"]),
+                client_id=bool(client_id),
+            )
+        )
+    return prepared
+
+
+def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> AppendResult:
+    """Append a batch, idempotent per message id.
+
+    Seqs are assigned under the thread's row lock, so concurrent appends serialize per
+    thread and seqs stay contiguous; the duplicate check runs under the same lock, so two
+    clients retrying the same id store it once. A 2xx means the rows are committed.
+    """
+    prepared = _prepare(messages)
+    result = AppendResult()
+    with transaction.atomic():
+        locked = _lock(thread)
+        _require_open(locked)
+        client_ids = [m.id for m in prepared if m.client_id]
+        known = (
+            dict(
+                Message.objects.filter(thread_id=thread.pk, message_id__in=client_ids).values_list(
+                    "message_id", "seq"
+                )
+            )
+            if client_ids
+            else {}
+        )
+        seq = locked.last_seq
+        rows, tokens, now = [], 0, timezone.now()
+        for m in prepared:
+            if m.id in known:
+                result.duplicates += 1
+                result.messages.append({"id": m.id, "seq": known[m.id]})
+                continue
+            seq += 1
+            known[m.id] = seq
+            tokens += m.token_estimate
+            rows.append(
+                Message(
+                    thread_id=thread.pk,
+                    message_id=m.id,
+                    seq=seq,
+                    role=m.role,
+                    content=m.content,
+                    metadata=m.metadata,
+                    token_estimate=m.token_estimate,
+                    created_at=now,
+                )
+            )
+            result.messages.append({"id": m.id, "seq": seq})
+        if rows:
+            Message.objects.bulk_create(rows)
+            Thread.objects.filter(pk=thread.pk).update(
+                last_seq=seq,
+                message_count=F("message_count") + len(rows),
+                token_estimate=F("token_estimate") + tokens,
+                history_version=F("history_version") + 1,
+                updated_at=now,
+                last_activity_at=now,
+            )
+        result.appended = len(rows)
+        result.last_seq = seq
+    return result
+
+
+def messages_truncate(*, thread: Thread, from_id: str) -> int:
+    """Remove the message `from_id` and every later one; returns how many were removed."""
+    with transaction.atomic():
+        locked = _lock(thread)
+        _require_open(locked)
+        start = (
+            Message.objects.filter(thread_id=thread.pk, message_id=from_id)
+            .values_list("seq", flat=True)
+            .first()
+        )
+        if start is None:
+            return 0
+        doomed = Message.objects.filter(thread_id=thread.pk, seq__gte=start)
+        tokens = doomed.aggregate(total=Sum("token_estimate"))["total"] or 0
+        removed, _ = doomed.delete()
+        Thread.objects.filter(pk=thread.pk).update(
+            message_count=F("message_count") - removed,
+            token_estimate=F("token_estimate") - tokens,
+            history_version=F("history_version") + 1,
+            updated_at=timezone.now(),
+            last_activity_at=timezone.now(),
+        )
+        _thread_event(locked, "thread.history_truncated", from_id=from_id, removed=removed)
+    thread.refresh_from_db()
+    return removed
+
+
+def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> AppendResult:
+    """Replace the whole history. New seqs continue after the old last_seq (never reused)."""
+    prepared = _prepare(messages)
+    ids = [m.id for m in prepared]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("Message ids must be unique within a replacement.", code="duplicate_id")
+    result = AppendResult()
+    with transaction.atomic():
+        locked = _lock(thread)
+        _require_open(locked)
+        removed, _ = Message.objects.filter(thread_id=thread.pk).delete()
+        seq, now, rows = locked.last_seq, timezone.now(), []
+        for m in prepared:
+            seq += 1
+            rows.append(
+                Message(
+                    thread_id=thread.pk,
+                    message_id=m.id,
+                    seq=seq,
+                    role=m.role,
+                    content=m.content,
+                    metadata=m.metadata,
+                    token_estimate=m.token_estimate,
+                    created_at=now,
+                )
+            )
+            result.messages.append({"id": m.id, "seq": seq})
+        Message.objects.bulk_create(rows, batch_size=500)
+        Thread.objects.filter(pk=thread.pk).update(
+            last_seq=seq,
+            message_count=len(rows),
+            token_estimate=sum(m.token_estimate for m in prepared),
+            history_version=F("history_version") + 1,
+            updated_at=now,
+            last_activity_at=now,
+        )
+        _thread_event(locked, "thread.history_replaced", removed=removed, messages=len(rows))
+        result.appended, result.last_seq = len(rows), seq
+    return result
