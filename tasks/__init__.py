@@ -1,0 +1,1 @@
+"""Celery tasks (thin: take ids, call services) and the periodic schedule."""

@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _register_schedules(sender, **kwargs) -> None:
+    from tasks.schedules import sync_schedules
+
+    sync_schedules()
 
 
 class TasksConfig(AppConfig):
     name = "tasks"
     verbose_name = "Background work"
+
+    def ready(self) -> None:
+        # After django_celery_beat's tables exist: post_migrate fires once per app, and the
+        # `sender` filter keeps it to one call per migrate.
+        post_migrate.connect(_register_schedules, sender=self, dispatch_uid="tasks.schedules")

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory
+from tests.s3 import MotoServer
 from threads import services
 from threads.models import Project, Tenant
 
@@ -51,6 +52,29 @@ def make_caller(name: str) -> Caller:
 def _clear_cache():
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto_server for the session (see tests/s3.py)."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server, settings) -> MotoServer:
+    """Cold storage on the S3 endpoint, in a fresh bucket for this test. Tests that stop the
+    endpoint must start it again (and recreate the bucket) before they end."""
+    bucket = moto_server.create_bucket()
+    settings.COLD_STORAGE = "s3"
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.STORAGES = {**settings.STORAGES, "cold": moto_server.storage_settings(bucket)}
+    moto_server.bucket = bucket
+    yield moto_server
+    if moto_server.process is None:
+        moto_server.start()
 
 
 @pytest.fixture

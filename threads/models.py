@@ -72,6 +72,8 @@ class Project(models.Model):
     workspace_backend = models.CharField(
         max_length=16, choices=WorkspaceBackend.choices, default=WorkspaceBackend.NONE
     )
+    # Retention of idle sub-sessions (null = off).
+    idle_subsession_ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -159,6 +161,19 @@ class Thread(models.Model):
     last_warm_at = models.DateTimeField(null=True, blank=True)
     last_cache_pct = models.PositiveSmallIntegerField(null=True, blank=True)
     last_retention_pct = models.PositiveSmallIntegerField(null=True, blank=True)
+    idle_warm_count = models.PositiveIntegerField(default=0)
+
+    # Usage of the last settled turn (drives auto-compaction).
+    last_input_tokens = models.PositiveBigIntegerField(default=0)
+    last_cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    last_cache_creation_tokens = models.PositiveBigIntegerField(default=0)
+    last_output_tokens = models.PositiveBigIntegerField(default=0)
+
+    # Cold tier: where the snapshot lives and how big it is.
+    cold_key = models.CharField(max_length=300, blank=True)
+    cold_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    last_flushed_at = models.DateTimeField(null=True, blank=True)
+    last_hydrated_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)

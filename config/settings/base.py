@@ -197,12 +197,22 @@ AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
 AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "") or None
 AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "") or None
 
+def _boto_config():
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=env_int("AWS_S3_CONNECT_TIMEOUT", 3, minimum=1),
+        read_timeout=env_int("AWS_S3_READ_TIMEOUT", 20, minimum=1),
+        retries={"max_attempts": env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1), "mode": "standard"},
+    )
+
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "cold": (
         {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "threads.cold.ColdS3Storage",
             "OPTIONS": {
                 "bucket_name": AWS_STORAGE_BUCKET_NAME,
                 "endpoint_url": AWS_S3_ENDPOINT_URL,
@@ -211,12 +221,15 @@ STORAGES = {
                 "secret_key": AWS_SECRET_ACCESS_KEY,
                 "file_overwrite": True,
                 "default_acl": None,
+                # Fail fast when the store is down: the caller answers 503 and keeps the
+                # hot rows; the sweep retries later.
+                "client_config": _boto_config(),
             },
         }
         if COLD_STORAGE == "s3"
         else {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(VAR_DIR / "cold")},
+            "OPTIONS": {"location": str(VAR_DIR / "cold"), "allow_overwrite": True},
         }
     ),
 }

@@ -1,0 +1,117 @@
+"""The cold store: one module for every object Threadline keeps outside the database.
+
+Backed by django-storages (`STORAGES["cold"]`: S3 or any S3-compatible store in production,
+the filesystem under var/cold/ by default). Callers hand it bytes and keys; it never runs
+inside a database transaction (see DESIGN.md invariant 4) — call it before or after one.
+
+Every failure of the store surfaces as ColdStorageUnavailable (503
+cold_storage_unavailable), except a missing object, which is ColdObjectMissing so callers
+can decide what absence means.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from storages.backends.s3 import S3Storage
+
+from common.errors import DependencyUnavailable
+
+logger = logging.getLogger(__name__)
+
+GZIP_CONTENT_TYPE = "application/gzip"
+
+
+class ColdStorageUnavailable(DependencyUnavailable):
+    code = "cold_storage_unavailable"
+    message = "Cold storage is unavailable; nothing was lost, retry later."
+
+
+class ColdObjectMissing(Exception):
+    """No object at that key."""
+
+
+class ColdS3Storage(S3Storage):
+    """S3Storage that labels gzip objects `application/gzip` (not json + Content-Encoding,
+    which some HTTP clients would transparently decompress)."""
+
+    def get_object_parameters(self, name: str) -> dict[str, Any]:
+        params = dict(super().get_object_parameters(name))
+        if name.endswith(".gz"):
+            params["ContentType"] = GZIP_CONTENT_TYPE
+        return params
+
+
+def storage():
+    return storages["cold"]
+
+
+def _is_missing(exc: Exception) -> bool:
+    if isinstance(exc, FileNotFoundError):
+        return True
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+    return False
+
+
+def put(key: str, body: bytes) -> None:
+    """Write (overwrite) the object at `key`."""
+    try:
+        storage().save(key, ContentFile(body))
+    except Exception as exc:
+        logger.warning("cold storage write of %s failed: %s", key, exc)
+        raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+
+
+def get(key: str) -> bytes:
+    """The bytes at `key`; ColdObjectMissing if there is none."""
+    try:
+        with storage().open(key, "rb") as handle:
+            return handle.read()
+    except Exception as exc:
+        if _is_missing(exc):
+            raise ColdObjectMissing(key) from exc
+        logger.warning("cold storage read of %s failed: %s", key, exc)
+        raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+
+
+def delete(key: str) -> None:
+    """Delete the object at `key` (no error if it is already gone)."""
+    try:
+        storage().delete(key)
+    except Exception as exc:
+        if _is_missing(exc):
+            return
+        logger.warning("cold storage delete of %s failed: %s", key, exc)
+        raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+
+
+def gzip_json(obj: Any) -> bytes:
+    """Canonical JSON (sorted keys, compact), gzipped with a fixed mtime: equal objects
+    give equal bytes, so a read-back can be compared byte for byte."""
+    raw = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def gunzip_json(body: bytes) -> Any:
+    """Inverse of gzip_json; raises ValueError on anything that is not gzip JSON."""
+    try:
+        return json.loads(gzip.decompress(body))
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ValueError(f"not a gzip JSON object: {exc}") from exc
+
+
+def probe() -> tuple[str, str]:
+    """Readiness: can we list the store? ("ok" | raises)."""
+    store = storage()
+    if isinstance(store, S3Storage):
+        store.bucket.meta.client.head_bucket(Bucket=store.bucket_name)
+        return "ok", f"s3://{store.bucket_name}"
+    store.listdir("")
+    return "ok", "filesystem"
