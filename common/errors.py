@@ -54,7 +54,22 @@ class ThreadNotEmpty(DomainError):
     message = "The thread still has sessions attached."
 
 
+class ThreadGenerating(DomainError):
+    code = "thread_generating"
+    message = "A turn is running on the thread; retry when it has settled."
+
+
+class ThreadBusy(DomainError):
+    code = "thread_busy"
+    message = "The thread changed while the operation ran; nothing was lost, retry."
+
+
 class DependencyUnavailable(DomainError):
     status = 503
     code = "dependency_unavailable"
     message = "A dependency failed."
+
+
+class ColdSnapshotCorrupt(DependencyUnavailable):
+    code = "cold_snapshot_corrupt"
+    message = "The thread's cold snapshot is missing or corrupt; the thread stays cold."

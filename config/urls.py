@@ -6,6 +6,8 @@ from common.health import healthz, readyz
 
 api_v1 = [
     path("", include("threads.api.urls")),
+    path("", include("sessions_app.api.urls")),
+    path("", include("handoffs.api.urls")),
 ]
 
 urlpatterns = [

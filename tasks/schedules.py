@@ -33,6 +33,73 @@ class Schedule:
 # Each subsystem adds its sweeps here.
 SCHEDULES: list[Schedule] = []
 
+# Conversation services (threads/warming.py, threads/compaction.py, tasks/tasks.py).
+SCHEDULES += [
+    Schedule(
+        name="warming-sweep",
+        task="threads.warming_sweep",
+        setting="WARMING_SWEEP_SECONDS",
+        default_seconds=5,
+        description="Claim due prompt-cache warming timers and warm those threads.",
+    ),
+    Schedule(
+        name="compaction-backstop",
+        task="threads.compaction_backstop",
+        setting="COMPACTION_BACKSTOP_SECONDS",
+        default_seconds=60,
+        description=(
+            "Re-enqueue compactions whose task was lost or whose worker died; queue the "
+            "auto-compactions a settle missed."
+        ),
+    ),
+    Schedule(
+        name="memory-log",
+        task="threads.memory_log",
+        setting="MEMORY_LOG_SECONDS",
+        default_seconds=60,
+        description="Log the worker's RSS (MB) and how many conversations are active.",
+    ),
+]
+
+# Tiers (threads/tiers.py, tasks/tasks.py).
+SCHEDULES += [
+    Schedule(
+        name="flush-idle-threads",
+        task="threads.flush_idle_threads",
+        setting="FLUSH_SWEEP_SECONDS",
+        default_seconds=300,
+        description=(
+            "Flush threads idle longer than COLD_AFTER_SECONDS to cold storage, in batches; "
+            "each thread is claimed by a conditional UPDATE, so workers never flush one twice."
+        ),
+    ),
+    Schedule(
+        name="subsession-retention",
+        task="sessions.subsessions_retention",
+        setting="RETENTION_SWEEP_SECONDS",
+        default_seconds=300,
+        description=(
+            "Archive sub-sessions idle (or merged, merge_rejected, failed) longer than their "
+            "project's idle_subsession_ttl_seconds to cold storage; dispose their workspaces."
+        ),
+    ),
+]
+
+
+# Sessions (sessions_app/services.py session_locks_recover).
+SCHEDULES += [
+    Schedule(
+        name="session-lock-recovery",
+        task="sessions.recover_session_locks",
+        setting="LOCK_RECOVERY_SECONDS",
+        default_seconds=60,
+        description=(
+            "Revert session locks whose lease expired (a crashed handoff or spawn) to idle, "
+            "owner_version unchanged, and dispose the workspaces they left behind."
+        ),
+    ),
+]
+
 
 def sync_schedules() -> list[str]:
     """Create the missing periodic tasks; returns the names created."""

@@ -77,6 +77,29 @@ def s3(moto_server, settings) -> MotoServer:
         moto_server.start()
 
 
+@pytest.fixture(scope="session")
+def llm_server():
+    """One Messages API stand-in for the session (see tests/llm_server.py)."""
+    from tests.llm_server import LLMServer
+
+    server = LLMServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm(llm_server, settings):
+    """LLM_PROVIDER=anthropic with the SDK pointed at the stand-in, reset for this test."""
+    llm_server.reset()
+    settings.LLM_PROVIDER = "anthropic"
+    settings.ANTHROPIC_BASE_URL = llm_server.url
+    settings.ANTHROPIC_API_KEY = "test"
+    settings.LLM_MODEL = "claude-test"  # (the SDK warns about deprecated real model names)
+    yield llm_server
+    llm_server.on_request = None
+
+
 @pytest.fixture
 def api(db) -> Caller:
     return make_caller("alice")

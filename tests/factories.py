@@ -40,3 +40,18 @@ class MessageFactory(factory.django.DjangoModelFactory):
     seq = factory.Sequence(lambda n: n + 1)
     role = "user"
     content = "hello"
+
+
+# --- Sessions (sessions_app) -------------------------------------------------------------
+
+
+class SessionFactory(factory.django.DjangoModelFactory):
+    """An idle root session. Status changes under test go through the services."""
+
+    class Meta:
+        model = "sessions_app.Session"
+
+    thread = factory.SubFactory(ThreadFactory)
+    tenant = factory.SelfAttribute("thread.tenant")
+    project = factory.SelfAttribute("thread.project")
+    current_actor = factory.Sequence(lambda n: {"kind": "user", "id": f"user-{n}"})

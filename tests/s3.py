@@ -46,7 +46,7 @@ class MotoServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1)  # noqa: S310
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=1)
                 return
             except OSError:
                 time.sleep(0.1)

@@ -192,6 +192,12 @@ class Thread(models.Model):
                 name="thread_tenant_title_prefix",
                 opclasses=("varchar_pattern_ops", "varchar_pattern_ops"),
             ),
+            # The warming sweep: armed timers by due time (a partial index: few rows).
+            models.Index(
+                fields=("next_warm_at",),
+                name="thread_warm_due",
+                condition=models.Q(next_warm_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -269,3 +275,118 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.public_id}"
+
+
+# --- Conversation services: compaction and the steering queue (threads/compaction.py,
+# threads/queue.py) --------------------------------------------------------------------
+
+
+class CompactionTrigger(models.TextChoices):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class CompactionStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+COMPACTION_PENDING = (CompactionStatus.QUEUED, CompactionStatus.RUNNING)
+
+
+class Compaction(models.Model):
+    """One compaction of a thread's history: the older messages summarized by the provider,
+    archived to cold storage (`archive_key`, gzip JSON) and replaced by one system message.
+
+    `status` moves queued → running → succeeded | failed; a retryable provider error puts it
+    back to queued until the retry is due (`retry_at`). At most one is queued or running per
+    thread (a partial unique constraint), so two requests racing never both compact."""
+
+    id = _id_field("cmp")
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="compactions")
+    trigger = models.CharField(max_length=8, choices=CompactionTrigger.choices)
+    status = models.CharField(
+        max_length=16, choices=CompactionStatus.choices, default=CompactionStatus.QUEUED
+    )
+    error = models.TextField(blank=True)
+    keep_last = models.PositiveIntegerField()
+    messages_summarized = models.PositiveIntegerField(null=True, blank=True)
+    messages_kept = models.PositiveIntegerField(null=True, blank=True)
+    tokens_before = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_after = models.PositiveBigIntegerField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    summary_message_id = models.CharField(max_length=128, blank=True)
+    # The summarized range: every message with seq ≤ cut_seq at the time of the run.
+    cut_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    archive_key = models.CharField(max_length=300, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            # One compaction in flight per thread: the INSERT of a second one fails, which
+            # is how compaction_request() and the auto-compaction decision tell it apart.
+            models.UniqueConstraint(
+                fields=("thread",),
+                condition=models.Q(status__in=COMPACTION_PENDING),
+                name="compaction_one_pending_per_thread",
+            ),
+        ]
+        indexes = [
+            # GET /threads/{id}/compactions — one thread's compactions in creation order.
+            models.Index(fields=("thread", "created_at", "id"), name="compaction_thread_created"),
+            # The backstop: compactions still queued or running (few rows), by due time.
+            models.Index(
+                fields=("status", "retry_at"),
+                name="compaction_pending_due",
+                condition=models.Q(status__in=COMPACTION_PENDING),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.trigger}, {self.status})"
+
+
+class QueuedMessageStatus(models.TextChoices):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+class QueuedMessage(models.Model):
+    """A steering message sent while the agent was busy, waiting to be drained into the
+    conversation at the next tool boundary (or to start the next turn)."""
+
+    id = _id_field("que")
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="queued_messages")
+    content = models.TextField()
+    status = models.CharField(
+        max_length=16, choices=QueuedMessageStatus.choices, default=QueuedMessageStatus.QUEUED
+    )
+    queued_at = models.DateTimeField(default=timezone.now, editable=False)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("queued_at", "id")
+        indexes = [
+            # GET /threads/{id}/queue, the drain and queue_count(): one thread's queued items
+            # in order (a partial index: delivered and cancelled rows are history).
+            models.Index(
+                fields=("thread", "queued_at", "id"),
+                name="queued_message_pending",
+                condition=models.Q(status="queued"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"

@@ -7,6 +7,7 @@ conditional UPDATEs on `version`, and the rest re-check status under the same lo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -20,8 +21,19 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from common.errors import InvalidInput, NotFound, PayloadTooLarge, StaleVersion, ThreadArchived
+from common.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StaleVersion,
+    ThreadArchived,
+    ThreadBusy,
+    ThreadNotEmpty,
+)
 from common.ids import new_id
+from sessions_app.models import BLOCKING_STATUSES
+from sessions_app.selectors import sessions_blocking
+from threads import hotcache
 from threads.models import (
     ApiKey,
     Event,
@@ -31,7 +43,9 @@ from threads.models import (
     Tenant,
     Thread,
     ThreadStatus,
+    Tier,
 )
+from threads.selectors import message_json
 
 # --- Events ----------------------------------------------------------------------------
 
@@ -88,11 +102,14 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
     (a conditional UPDATE, so a busy key costs one write a minute, not one per request)."""
     if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
         return None
-    api_key = (
+    # secret_hash is unique: a one-row slice, without the ORDER BY (Meta.ordering) that
+    # first() would add — this runs on every API request.
+    candidates = (
         ApiKey.objects.select_related("tenant")
         .filter(secret_hash=_hash_secret(secret), revoked_at=None)
-        .first()
+        .order_by()
     )
+    api_key = next(iter(candidates[:1]), None)
     if api_key is None:
         return None
     now = timezone.now()
@@ -154,12 +171,66 @@ def _require_open(thread: Thread) -> None:
         raise ThreadArchived(thread=thread.id)
 
 
-def _lock(thread: Thread) -> Thread:
-    """Re-read the thread under its row lock (inside a transaction), or 404 if it is gone."""
-    locked = Thread.objects.select_for_update().filter(pk=thread.pk).first()
+def _lock(thread: Thread, *fields: str) -> Thread:
+    """Re-read the thread under its row lock (inside a transaction), or 404 if it is gone.
+    With `fields`, only those columns are loaded (an append need not decode the state)."""
+    # A one-row slice by pk: first() would add an ORDER BY (Meta.ordering) to compile.
+    query = Thread.objects.select_for_update().filter(pk=thread.pk).order_by()
+    if fields:
+        query = query.only(*fields)
+    locked = next(iter(query[:1]), None)
     if locked is None:
         raise NotFound("Thread not found.")
     return locked
+
+
+class _WentCold(Exception):
+    """The thread was flushed between thread_ensure_hot and the write's row lock."""
+
+
+def _lock_hot(thread: Thread, *fields: str) -> Thread:
+    """_lock for writes of history: the thread must still be hot under the lock (a flush
+    may have committed since the caller hydrated it; _on_hot_thread then retries)."""
+    locked = _lock(thread, *(("tier", *fields) if fields else ()))
+    if locked.tier != Tier.HOT:
+        raise _WentCold
+    return locked
+
+
+def _on_hot_thread(write):
+    """Run a history write on a hot thread: hydrate it first when cold (outside any
+    transaction — that reads cold storage), then run the write, which re-checks the tier
+    under its row lock; a flush that committed in between makes it hydrate and try again.
+    So an append racing a flush either lands in a hot thread or makes the flush abort."""
+
+    @functools.wraps(write)
+    def run(*, thread: Thread, **kwargs: Any):
+        from threads.tiers import thread_ensure_hot  # tiers builds on this module
+
+        for _ in range(3):
+            thread_ensure_hot(thread=thread)
+            try:
+                return write(thread=thread, **kwargs)
+            except _WentCold:
+                thread.tier = Tier.COLD
+        raise ThreadBusy(thread=thread.pk, reason="flushing")
+
+    return run
+
+
+def _cache_members(rows: list[Message]) -> list[tuple[int, str]]:
+    """New rows as the hot cache holds them (only computed when the cache is on)."""
+    if not hotcache.enabled():
+        return []
+    return [
+        (
+            r.seq,
+            message_json(
+                r.message_id, r.seq, r.role, r.content, r.metadata, r.token_estimate, r.created_at
+            ),
+        )
+        for r in rows
+    ]
 
 
 def thread_update(
@@ -206,15 +277,35 @@ def _transition(thread: Thread, kind: str, where: Q, **columns: Any) -> Thread:
         thread.refresh_from_db()
         if updated:
             _thread_event(thread, kind, version=thread.version)
+        elif thread.is_archived and columns.get("status") != ThreadStatus.ARCHIVED:
+            raise ThreadArchived(thread=thread.id)  # archived between our read and the UPDATE
     return thread
 
 
 _OPEN = Q(status=ThreadStatus.OPEN)
 
 
+def _require_no_sessions(thread: Thread, *, op: str, statuses: tuple[str, ...] | None) -> None:
+    """409 thread_not_empty while the thread has sessions (in `statuses`, or any). Call it
+    holding the thread's row lock: sessions are created and moved into blocking statuses
+    under the same lock, so the answer cannot go stale before the caller's write."""
+    sample, total = sessions_blocking(thread_id=thread.pk, statuses=statuses)
+    if total:
+        raise ThreadNotEmpty(
+            f"The thread has {total} session(s) blocking {op}.",
+            op=op,
+            blocking_sessions=sample,
+            total_blocking_sessions=total,
+        )
+
+
 def thread_archive(*, thread: Thread) -> Thread:
-    """Archive: a hard read-only boundary. Idempotent (already archived → no write)."""
-    return _transition(thread, "thread.archived", _OPEN, status=ThreadStatus.ARCHIVED)
+    """Archive: a hard read-only boundary. Idempotent (already archived → no write).
+    Refused while a session is active, locked, awaiting_hitl or awaiting_merge — checked
+    even when the thread is already archived."""
+    with transaction.atomic():
+        _require_no_sessions(_lock(thread), op="archive", statuses=BLOCKING_STATUSES)
+        return _transition(thread, "thread.archived", _OPEN, status=ThreadStatus.ARCHIVED)
 
 
 def thread_close(*, thread: Thread) -> Thread:
@@ -239,34 +330,56 @@ def thread_open(*, thread: Thread) -> Thread:
 
 
 def thread_delete(*, thread: Thread) -> None:
+    """Delete, refused while any session is attached (no cascade)."""
     with transaction.atomic():
+        _require_no_sessions(_lock(thread), op="delete", statuses=None)
         _thread_event(thread, "thread.deleted", title=thread.title, project=thread.project_id)
         Thread.objects.filter(pk=thread.pk).delete()
+        # Its cached keys and its cold snapshot (kept after a hydrate) go too, after the commit.
+        hotcache.on_commit_drop(thread_id=thread.pk)
+        if thread.cold_key:
+            thread_id = thread.pk
+            transaction.on_commit(lambda: _snapshot_discard(thread_id), robust=True)
 
 
+def _snapshot_discard(thread_id: str) -> None:
+    from threads.tiers import snapshot_discard  # tiers builds on this module
+
+    snapshot_discard(thread_id=thread_id)
+
+
+@_on_hot_thread
 def thread_state_set(*, thread: Thread, state: dict | None) -> Thread:
-    size = len(json.dumps(state, separators=(",", ":")).encode())
+    # ensure_ascii=False: measure the UTF-8 that is stored (as _prepare does), not \u escapes.
+    size = len(json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode())
     if size > settings.MAX_STATE_BYTES:
         raise PayloadTooLarge(
             "The state slice is too large.", bytes=size, limit=settings.MAX_STATE_BYTES
         )
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = _lock_hot(thread)
         _require_open(locked)
         Thread.objects.filter(pk=thread.pk).update(
             state=state, history_version=F("history_version") + 1, updated_at=timezone.now()
+        )
+        hotcache.on_commit_state(
+            thread_id=thread.pk,
+            old_version=locked.history_version,
+            new_version=locked.history_version + 1,
+            state=state,
         )
     thread.refresh_from_db()
     return thread
 
 
+@_on_hot_thread
 def thread_fork(*, thread: Thread, title: str | None = None) -> Thread:
     """A new open thread in the same project with the same messages (ids and seqs) and state.
 
     The source's row lock is held for the copy, so the fork is a consistent cut: an append
     racing the fork lands either wholly before it (and is copied) or wholly after."""
     with transaction.atomic():
-        source = _lock(thread)
+        source = _lock_hot(thread)
         fork = Thread.objects.create(
             tenant_id=source.tenant_id,
             project_id=source.project_id,
@@ -362,6 +475,11 @@ def _prepare(messages: list[dict[str, Any]]) -> list[MessageIn]:
     return prepared
 
 
+# What an append reads under the lock: not metadata or state, which can be large.
+_APPEND_COLUMNS = ("tenant_id", "status", "last_seq", "history_version", "message_count")
+
+
+@_on_hot_thread
 def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> AppendResult:
     """Append a batch, idempotent per message id.
 
@@ -372,14 +490,14 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
     prepared = _prepare(messages)
     result = AppendResult()
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = _lock_hot(thread, *_APPEND_COLUMNS)
         _require_open(locked)
         client_ids = [m.id for m in prepared if m.client_id]
         known = (
             dict(
-                Message.objects.filter(thread_id=thread.pk, message_id__in=client_ids).values_list(
-                    "message_id", "seq"
-                )
+                Message.objects.filter(thread_id=thread.pk, message_id__in=client_ids)
+                .order_by()  # read into a dict: no ORDER BY (Meta.ordering) needed
+                .values_list("message_id", "seq")
             )
             if client_ids
             else {}
@@ -417,15 +535,22 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
                 updated_at=now,
                 last_activity_at=now,
             )
+            hotcache.on_commit_append(
+                thread_id=thread.pk,
+                old_version=locked.history_version,
+                new_version=locked.history_version + 1,
+                members=_cache_members(rows),
+            )
         result.appended = len(rows)
         result.last_seq = seq
     return result
 
 
+@_on_hot_thread
 def messages_truncate(*, thread: Thread, from_id: str) -> int:
     """Remove the message `from_id` and every later one; returns how many were removed."""
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = _lock_hot(thread)
         _require_open(locked)
         start = (
             Message.objects.filter(thread_id=thread.pk, message_id=from_id)
@@ -444,11 +569,18 @@ def messages_truncate(*, thread: Thread, from_id: str) -> int:
             updated_at=timezone.now(),
             last_activity_at=timezone.now(),
         )
+        hotcache.on_commit_truncate(
+            thread_id=thread.pk,
+            old_version=locked.history_version,
+            new_version=locked.history_version + 1,
+            from_seq=start,
+        )
         _thread_event(locked, "thread.history_truncated", from_id=from_id, removed=removed)
     thread.refresh_from_db()
     return removed
 
 
+@_on_hot_thread
 def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> AppendResult:
     """Replace the whole history. New seqs continue after the old last_seq (never reused)."""
     prepared = _prepare(messages)
@@ -457,7 +589,7 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
         raise InvalidInput("Message ids must be unique within a replacement.", code="duplicate_id")
     result = AppendResult()
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = _lock_hot(thread)
         _require_open(locked)
         removed, _ = Message.objects.filter(thread_id=thread.pk).delete()
         seq, now, rows = locked.last_seq, timezone.now(), []
@@ -484,6 +616,12 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
             history_version=F("history_version") + 1,
             updated_at=now,
             last_activity_at=now,
+        )
+        hotcache.on_commit_rebuild(
+            thread_id=thread.pk,
+            history_version=locked.history_version + 1,
+            members=_cache_members(rows),
+            state=locked.state,
         )
         _thread_event(locked, "thread.history_replaced", removed=removed, messages=len(rows))
         result.appended, result.last_seq = len(rows), seq

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -43,11 +44,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
 
+    # DRF's handler turns Django's Http404 (raised by get_object) into its NotFound only
+    # locally; convert first so the code below maps it (and its message names no model).
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: let Django log it and answer 500
 
-    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
+    default = getattr(exc, "default_code", None) or "error"  # e.g. parsers' payload_too_large
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), default)
     if code == "validation_error":
         message, details = "The request is invalid.", {"fields": response.data}
         if isinstance(response.data, dict) and set(response.data) == {"non_field_errors"}:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from base64 import b64decode
 from urllib.parse import parse_qs, urlparse
 
 from django.conf import settings
@@ -17,7 +18,7 @@ def parse_limit(raw: str | None, *, default: int) -> int:
     if raw is None or raw == "":
         return default
     maximum = settings.MAX_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise ValidationError({"limit": [f"Must be an integer from 1 to {maximum}."]})
     return int(raw)
 
@@ -33,11 +34,29 @@ class CursorPagination(pagination.CursorPagination):
             request.query_params.get(self.page_size_query_param), default=self.page_size
         )
 
+    def paginate_queryset(self, queryset, request, view=None):
+        self._model = queryset.model  # decode_cursor checks the position against its field
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request):
+        """DRF's cursor, refused (400) unless it is one this class could have encoded.
+
+        DRF skips characters that are not base64 and passes the position to the queryset
+        unchecked, so a forged cursor would be a silent first page or a 500 from the
+        database; here the position must be a valid value of the ordering field."""
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
-            return super().decode_cursor(request)
+            if encoded is not None:
+                b64decode(encoded.encode("ascii"), validate=True)
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                name = self.ordering[0].lstrip("-")
+                meta = self._model._meta
+                field = meta.pk if name == "pk" else meta.get_field(name)
+                field.clean(cursor.position, None)
         except Exception as exc:  # DRF raises NotFound for a bad cursor: it is bad input.
             raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
+        return cursor
 
     def next_cursor(self) -> str | None:
         link = self.get_next_link()

@@ -1,8 +1,15 @@
-"""OpenAPI helpers: the error body and per-endpoint error responses."""
+"""OpenAPI helpers: the error body, per-endpoint error responses and shared headers.
+
+Every operation lists its error responses with `errors(...)`; 401 (no or a bad key) and
+429 (throttled) are added to all of them, and `body=True` adds what any request body can
+earn before a view runs: 400 (malformed JSON), 413 (too large) and 415 (not JSON).
+"""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from collections.abc import Iterable
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 ErrorSerializer = inline_serializer(
@@ -11,27 +18,65 @@ ErrorSerializer = inline_serializer(
         "error": inline_serializer(
             name="ErrorDetail",
             fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "details": serializers.DictField(),
+                "code": serializers.CharField(
+                    help_text="Stable snake_case code, e.g. thread_archived."
+                ),
+                "message": serializers.CharField(help_text="Human-readable explanation."),
+                "details": serializers.DictField(
+                    help_text="Structured details; which keys depends on the code."
+                ),
             },
         )
     },
 )
 
 _DESCRIPTIONS = {
-    400: "Validation failed (codes: validation_error, malformed_json, …).",
-    401: "Missing or invalid API key (unauthenticated).",
+    400: "Validation failed (validation_error, malformed_json).",
+    401: "Missing, invalid or revoked API key (unauthenticated).",
     404: "Not found, or another tenant's object (not_found).",
-    409: "State conflict (e.g. thread_archived, thread_not_empty).",
-    412: "If-Match did not match the current version (stale_version).",
+    409: "State conflict.",
+    412: "If-Match failed (stale_version; details: expected, actual).",
     413: "Payload too large (payload_too_large).",
-    429: "Throttled.",
+    415: "The body is not JSON (unsupported_media_type).",
+    429: "Too many requests (throttled; details: retry_after).",
     503: "A dependency failed after compensation.",
 }
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Error responses for extend_schema(responses=...); 401 and 429 are always possible."""
-    wanted = sorted({401, 429, *statuses})
-    return {s: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[s]) for s in wanted}
+def errors(
+    *statuses: int, body: bool = False, conflicts: Iterable[str] = ()
+) -> dict[int, OpenApiResponse]:
+    """Error responses for extend_schema(responses=...), all with the Error body.
+
+    `conflicts` names the 409 codes the endpoint answers (and implies 409)."""
+    conflicts = tuple(conflicts)
+    wanted = {401, 429, *statuses}
+    if body:
+        wanted |= {400, 413, 415}
+    if conflicts:
+        wanted.add(409)
+    responses = {}
+    for status in sorted(wanted):
+        description = _DESCRIPTIONS[status]
+        if status == 409 and conflicts:
+            description = f"State conflict ({', '.join(conflicts)})."
+        responses[status] = OpenApiResponse(ErrorSerializer, description=description)
+    return responses
+
+
+# Optimistic concurrency: GET answers the version as an ETag, PATCH checks If-Match.
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description='The version of the returned resource, quoted (`"3"`). Send it back in '
+    "If-Match to make an edit conditional.",
+)
+IF_MATCH_HEADER = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description='An ETag from a previous read (`"3"`); the edit applies only if the version '
+    "is still that one, else 412 stale_version. `*` or absent: unconditional.",
+)

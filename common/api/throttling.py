@@ -24,12 +24,11 @@ class TenantRateThrottle(BaseThrottle):
             return True
         window = int(time.time()) // WINDOW_SECONDS
         key = f"tl:throttle:{principal.api_key.id}:{window}"
-        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
         try:
-            count = cache.incr(key)
-        except ValueError:  # the key expired or the cache dropped it between add and incr
-            return True
-        if count is None:
+            count = cache.incr(key)  # one round trip on every request but a window's first
+        except ValueError:  # no counter yet in this window
+            count = 1 if cache.add(key, 1, timeout=WINDOW_SECONDS * 2) else cache.incr(key)
+        if count is None:  # the cache is down (django-redis ignores the error): let it through
             return True
         self._wait = WINDOW_SECONDS - (time.time() % WINDOW_SECONDS)
         return count <= limit

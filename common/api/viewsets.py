@@ -9,6 +9,7 @@ get_queryset() is refused at class creation so no view can forget the tenant fil
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from rest_framework.exceptions import ValidationError
 from rest_framework.viewsets import GenericViewSet
 
 from common.api.authentication import TenantPrincipal
@@ -28,6 +29,14 @@ class TenantScopedViewSet(GenericViewSet):
                 "so the tenant filter cannot be lost."
             )
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # The query-string twin of LimitedJSONParser's check: PostgreSQL refuses NUL in any
+        # text parameter, so a filter value carrying one would be a 500, not a 400.
+        bad = sorted(k for k, v in request.query_params.lists() if "\x00" in k + "".join(v))
+        if bad:
+            raise ValidationError({name: ["Must not contain NUL characters."] for name in bad})
+
     @property
     def principal(self) -> TenantPrincipal:
         return self.request.user
@@ -44,3 +53,10 @@ class TenantScopedViewSet(GenericViewSet):
 
     def scope_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # DRF's get_object() runs the list filters too: `GET /threads/{id}/messages?status=x`
+        # would turn an existing thread into a 404 (or a 400). They only narrow lists.
+        if self.detail:
+            return queryset
+        return super().filter_queryset(queryset)

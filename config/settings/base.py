@@ -188,6 +188,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Tiers -----------------------------------------------------------------------------
 HOT_TTL_SECONDS = env_int("HOT_TTL_SECONDS", 86400, minimum=1)
+HOT_CACHE_MAX_MESSAGES = env_int("HOT_CACHE_MAX_MESSAGES", 20000, minimum=0)
 COLD_AFTER_SECONDS = env_int("COLD_AFTER_SECONDS", 3600, minimum=1)
 COLD_STORAGE = env_choice("COLD_STORAGE", "filesystem", ("filesystem", "s3"))
 COLD_PREFIX = env_str("COLD_PREFIX", "threads")
@@ -196,6 +197,7 @@ AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL", "") or None
 AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
 AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "") or None
 AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "") or None
+
 
 def _boto_config():
     from botocore.config import Config
@@ -238,8 +240,15 @@ STORAGES = {
 LLM_PROVIDER = env_choice("LLM_PROVIDER", "local", ("local", "anthropic"))
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "") or None
-LLM_MODEL = env_str("LLM_MODEL", "claude-sonnet-4-5")
+LLM_MODEL = env_str("LLM_MODEL", "claude-sonnet-4-6")
+
+# --- Periodic work (intervals used when beat's schedule is first registered) -----------
 WARMING_SWEEP_SECONDS = env_int("WARMING_SWEEP_SECONDS", 5, minimum=1)
+COMPACTION_BACKSTOP_SECONDS = env_int("COMPACTION_BACKSTOP_SECONDS", 60, minimum=1)
+MEMORY_LOG_SECONDS = env_int("MEMORY_LOG_SECONDS", 60, minimum=1)
+FLUSH_SWEEP_SECONDS = env_int("FLUSH_SWEEP_SECONDS", 300, minimum=1)
+RETENTION_SWEEP_SECONDS = env_int("RETENTION_SWEEP_SECONDS", 300, minimum=1)
+LOCK_RECOVERY_SECONDS = env_int("LOCK_RECOVERY_SECONDS", 60, minimum=1)
 
 # --- Sessions and workspaces -----------------------------------------------------------
 SESSION_LOCK_LEASE_SECONDS = env_int("SESSION_LOCK_LEASE_SECONDS", 300, minimum=1)

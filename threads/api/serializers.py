@@ -81,6 +81,8 @@ class ThreadSerializer(DynamicFieldsMixin, serializers.ModelSerializer):
             "status",
             "lifecycle",
             "tier",
+            "cold_bytes",
+            "last_flushed_at",
             "version",
             "history_version",
             "last_seq",
@@ -164,7 +166,8 @@ class ContentField(serializers.JSONField):
 
 
 class MessageInSerializer(StrictSerializer):
-    id = serializers.CharField(max_length=128, required=False)
+    # An idempotency key is taken verbatim: trimming would make " a" a duplicate of "a".
+    id = serializers.CharField(max_length=128, required=False, trim_whitespace=False)
     role = serializers.ChoiceField(choices=Role.choices)
     content = ContentField()
     metadata = serializers.DictField(required=False)
@@ -210,7 +213,7 @@ class AppendResultSerializer(serializers.Serializer):
 
 
 class TruncateSerializer(StrictSerializer):
-    from_id = serializers.CharField(max_length=128)
+    from_id = serializers.CharField(max_length=128, trim_whitespace=False)
 
 
 class TruncateResultSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
+from threads.api.conversation_views import ThreadConversationViewSet
 from threads.api.views import EventViewSet, ProjectViewSet, ThreadViewSet
 
 # Both `/threads/{id}/archive` (as DESIGN.md writes actions) and a trailing slash work.
@@ -7,6 +8,8 @@ router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("projects", ProjectViewSet, basename="project")
 router.register("threads", ThreadViewSet, basename="thread")
+# Compaction, warming and the steering queue: more actions under /threads/{id}/.
+router.register("threads", ThreadConversationViewSet, basename="thread-conversation")
 router.register("events", EventViewSet, basename="event")
 
 urlpatterns = router.urls

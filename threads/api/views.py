@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,10 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from common.api.pagination import CursorPagination, parse_limit
-from common.api.schema import errors
+from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
-from threads import selectors, services
+from threads import selectors, services, tiers
 from threads.api.filters import EventFilter, ThreadFilter
 from threads.api.serializers import (
     AppendResultSerializer,
@@ -51,7 +52,7 @@ def validated(serializer_class, data, **kwargs) -> dict:
 
 @extend_schema_view(
     list=extend_schema(
-        summary="List projects", responses={200: ProjectSerializer(many=True), **errors()}
+        summary="List projects", responses={200: ProjectSerializer(many=True), **errors(400)}
     ),
     retrieve=extend_schema(
         summary="Get a project", responses={200: ProjectSerializer, **errors(404)}
@@ -59,12 +60,12 @@ def validated(serializer_class, data, **kwargs) -> dict:
     create=extend_schema(
         summary="Create a project",
         request=ProjectWriteSerializer,
-        responses={201: ProjectSerializer, **errors(400, 413)},
+        responses={201: ProjectSerializer, **errors(body=True)},
     ),
     partial_update=extend_schema(
         summary="Edit a project",
         request=ProjectWriteSerializer(partial=True),
-        responses={200: ProjectSerializer, **errors(400, 404, 413)},
+        responses={200: ProjectSerializer, **errors(404, body=True)},
     ),
 )
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -96,7 +97,7 @@ def parse_if_match(header: str | None) -> int | None:
     if value == "*":
         return None
     value = value.removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # str.isdigit() also accepts "²"
         raise StaleVersion(expected=header, actual=None)
     return int(value)
 
@@ -111,6 +112,9 @@ THREAD = {200: ThreadSerializer}
 FIELDS_PARAM = OpenApiParameter(
     "fields", str, description="Comma-separated fields to return, e.g. `id,title,status`."
 )
+LIFECYCLE_PARAM = OpenApiParameter(
+    "lifecycle", str, description="One lifecycle or a comma list, e.g. `active,idle`."
+)
 METADATA_PARAM = OpenApiParameter(
     "metadata.<key>",
     str,
@@ -121,24 +125,30 @@ METADATA_PARAM = OpenApiParameter(
 @extend_schema_view(
     list=extend_schema(
         summary="List threads",
-        parameters=[FIELDS_PARAM, METADATA_PARAM],
+        parameters=[FIELDS_PARAM, METADATA_PARAM, LIFECYCLE_PARAM],
         responses={200: ThreadSerializer(many=True), **errors(400)},
     ),
     retrieve=extend_schema(
-        summary="Get a thread (ETag: its version)", responses={**THREAD, **errors(404)}
+        summary="Get a thread (ETag: its version)",
+        parameters=[ETAG_HEADER],
+        responses={**THREAD, **errors(404)},
     ),
     create=extend_schema(
         summary="Create a thread",
         request=ThreadCreateSerializer,
-        responses={201: ThreadSerializer, **errors(400, 404, 413)},
+        parameters=[ETAG_HEADER],
+        responses={201: ThreadSerializer, **errors(404, body=True)},
     ),
     partial_update=extend_schema(
         summary="Edit a thread (honours If-Match)",
         request=ThreadUpdateSerializer,
-        parameters=[OpenApiParameter("If-Match", str, OpenApiParameter.HEADER)],
-        responses={**THREAD, **errors(400, 404, 409, 412, 413)},
+        parameters=[IF_MATCH_HEADER, ETAG_HEADER],
+        responses={**THREAD, **errors(404, 412, body=True, conflicts=["thread_archived"])},
     ),
-    destroy=extend_schema(summary="Delete a thread", responses={204: None, **errors(404, 409)}),
+    destroy=extend_schema(
+        summary="Delete a thread",
+        responses={204: None, **errors(404, conflicts=["thread_not_empty"])},
+    ),
 )
 class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Thread.objects.all()
@@ -149,8 +159,10 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     def scope_queryset(self, queryset):
         if self.action == "list":
-            return queryset.filter(selectors.metadata_filter(self.request.query_params))
-        return queryset
+            queryset = queryset.filter(selectors.metadata_filter(self.request.query_params))
+        # The state slice (up to MAX_STATE_BYTES of JSON) is only read by its own endpoint;
+        # services that need it re-read the row under their lock.
+        return queryset if self.action == "state" else queryset.defer("state")
 
     def get_serializer(self, *args, **kwargs):
         if self.action == "list":
@@ -186,7 +198,8 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(
         summary="Archive a thread (read-only afterwards)",
         request=None,
-        responses={**THREAD, **errors(404, 409)},
+        parameters=[ETAG_HEADER],
+        responses={**THREAD, **errors(404, conflicts=["thread_not_empty"])},
     )
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
@@ -195,7 +208,8 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(
         summary="Close the conversation (lifecycle closed, warming off)",
         request=None,
-        responses={**THREAD, **errors(404, 409)},
+        parameters=[ETAG_HEADER],
+        responses={**THREAD, **errors(404, conflicts=["thread_archived"])},
     )
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str) -> Response:
@@ -204,7 +218,8 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(
         summary="Re-open a closed conversation (lifecycle idle)",
         request=None,
-        responses={**THREAD, **errors(404, 409)},
+        parameters=[ETAG_HEADER],
+        responses={**THREAD, **errors(404, conflicts=["thread_archived"])},
     )
     @action(detail=True, methods=["post"])
     def open(self, request: Request, pk: str) -> Response:
@@ -213,7 +228,8 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(
         summary="Fork a thread (messages and state copied)",
         request=ForkSerializer,
-        responses={201: ThreadSerializer, **errors(400, 404)},
+        parameters=[ETAG_HEADER],
+        responses={201: ThreadSerializer, **errors(404, body=True)},
     )
     @action(detail=True, methods=["post"])
     def fork(self, request: Request, pk: str) -> Response:
@@ -232,7 +248,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         methods=["PUT"],
         summary="Replace the state slice",
         request=StateSerializer,
-        responses={200: StateSerializer, **errors(400, 404, 409, 413)},
+        responses={200: StateSerializer, **errors(404, body=True, conflicts=["thread_archived"])},
     )
     @action(detail=True, methods=["get", "put"])
     def state(self, request: Request, pk: str) -> Response:
@@ -263,14 +279,17 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             200: OpenApiResponse(
                 AppendResultSerializer, description="Every message was a duplicate."
             ),
-            **errors(400, 404, 409, 413),
+            **errors(404, body=True, conflicts=["thread_archived"]),
         },
     )
     @extend_schema(
         methods=["PUT"],
         summary="Replace the whole history",
         request=MessageReplaceSerializer,
-        responses={200: AppendResultSerializer, **errors(400, 404, 409, 413)},
+        responses={
+            200: AppendResultSerializer,
+            **errors(404, body=True, conflicts=["thread_archived"]),
+        },
     )
     @action(detail=True, methods=["get", "post", "put"])
     def messages(self, request: Request, pk: str) -> Response:
@@ -286,22 +305,29 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         code = status.HTTP_201_CREATED if result.appended else status.HTTP_200_OK
         return Response(AppendResultSerializer(result).data, status=code)
 
-    def _list_messages(self, request: Request, thread: Thread) -> Response:
+    def _list_messages(self, request: Request, thread: Thread) -> HttpResponse:
         raw_after = (
             request.query_params.get("cursor") or request.query_params.get("after_seq") or "0"
         )
-        if not raw_after.isdigit() or int(raw_after) > 2**62:
+        if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > 2**62:
             raise ValidationError({"after_seq": ["Must be a non-negative integer."]})
         limit = parse_limit(request.query_params.get("limit"), default=100)
-        page, next_seq = selectors.messages_page(
+        page, next_seq = selectors.messages_page_json(
             thread=thread, after_seq=int(raw_after), limit=limit
         )
-        return Response({"results": page, "next": None if next_seq is None else str(next_seq)})
+        # The messages come as JSON already (from the Redis cache, or shaped once from the
+        # rows): joined, not parsed and re-rendered.
+        cursor = b"null" if next_seq is None else b'"%d"' % next_seq
+        body = b'{"results":[' + b",".join(page) + b'],"next":' + cursor + b"}"
+        return HttpResponse(body, content_type="application/json")
 
     @extend_schema(
         summary="Remove a message and everything after it",
         request=TruncateSerializer,
-        responses={200: TruncateResultSerializer, **errors(400, 404, 409)},
+        responses={
+            200: TruncateResultSerializer,
+            **errors(404, body=True, conflicts=["thread_archived"]),
+        },
     )
     @action(detail=True, methods=["post"], url_path="messages/truncate")
     def truncate(self, request: Request, pk: str) -> Response:
@@ -309,6 +335,24 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         data = validated(TruncateSerializer, request.data)
         removed = services.messages_truncate(thread=thread, from_id=data["from_id"])
         return Response({"removed": removed})
+
+    @extend_schema(
+        summary="Move the thread to cold storage (tier cold)",
+        request=None,
+        responses={**THREAD, **errors(404, 503, conflicts=["thread_generating", "thread_busy"])},
+    )
+    @action(detail=True, methods=["post"])
+    def flush(self, request: Request, pk: str) -> Response:
+        return thread_response(tiers.thread_flush(thread=self.get_object()))
+
+    @extend_schema(
+        summary="Bring the thread back from cold storage (tier hot)",
+        request=None,
+        responses={**THREAD, **errors(404, 503, conflicts=["thread_busy"])},
+    )
+    @action(detail=True, methods=["post"])
+    def hydrate(self, request: Request, pk: str) -> Response:
+        return thread_response(tiers.thread_hydrate(thread=self.get_object()))
 
 
 # --- Events ----------------------------------------------------------------------------

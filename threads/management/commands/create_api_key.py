@@ -1,8 +1,10 @@
+"""`manage.py create_api_key TENANT_ID`: another key for a tenant, printed once (last line)."""
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from threads.models import Tenant
+from threads.models import ApiKey, Tenant
 from threads.services import api_key_create
 
 
@@ -11,10 +13,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("tenant_id")
-        parser.add_argument("--name", default="")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--name", default="", help="A label, to recognise the key later.")
+        parser.add_argument(
+            "--json", action="store_true", help='Print {"tenant": …, "key_id": …, "api_key": …}.'
+        )
 
     def handle(self, *args, tenant_id: str, name: str, **options):
+        max_length = ApiKey._meta.get_field("name").max_length
+        if len(name) > max_length:
+            raise CommandError(f"The key name must be at most {max_length} characters.")
         tenant = Tenant.objects.filter(pk=tenant_id).first()
         if tenant is None:
             raise CommandError(f"No tenant {tenant_id!r}.")

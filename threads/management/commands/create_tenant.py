@@ -1,7 +1,14 @@
+"""`manage.py create_tenant NAME`: a tenant with its first API key, printed once.
+
+The key is the last line of the output (scripts can `| tail -n1`), or the `api_key` of
+the JSON object with --json.
+"""
+
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from threads.models import Tenant
 from threads.services import tenant_create
 
 
@@ -13,17 +20,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument(
-            "--json", action="store_true", help='Print {"tenant": …, "api_key": …}.'
+            "--json", action="store_true", help='Print {"tenant": …, "name": …, "api_key": …}.'
         )
 
-    def handle(self, *args, name, json: bool = False, **options):
+    def handle(self, *args, name: str, **options):
+        name = name.strip()
+        max_length = Tenant._meta.get_field("name").max_length
+        if not name or len(name) > max_length:
+            raise CommandError(f"The tenant name must be 1 to {max_length} characters.")
         tenant, secret = tenant_create(name=name)
-        if json:
-            self.stdout.write(_json({"tenant": tenant.id, "name": tenant.name, "api_key": secret}))
+        if options["json"]:
+            self.stdout.write(
+                json.dumps({"tenant": tenant.id, "name": tenant.name, "api_key": secret})
+            )
             return
         self.stdout.write(f"Created tenant {tenant.id} ({tenant.name}). Its API key, shown once:")
         self.stdout.write(secret)
-
-
-def _json(data) -> str:
-    return json.dumps(data)

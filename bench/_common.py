@@ -1,0 +1,343 @@
+"""Shared helpers for the benchmarks in bench/: a throwaway PostgreSQL database, a gunicorn
+server on a free loopback port, a small keep-alive JSON client, a bounded concurrent runner,
+percentiles and a fixed-width table.
+
+Standard library plus psycopg 3 (a project dependency); nothing here talks to anything but
+127.0.0.1 unless told to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class BenchError(RuntimeError):
+    """A setup step failed; the message says which and why."""
+
+
+# --- Processes -------------------------------------------------------------------------
+
+
+def venv_tool(name: str) -> str:
+    """`name` next to the running interpreter (the project's .venv), else on PATH."""
+    candidate = Path(PYTHON).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise BenchError(f"{name} not found next to {PYTHON} or on PATH; run `make install`.")
+    return found
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 300) -> str:
+    """Run `manage.py <args>` with `env`; returns stdout, raises BenchError on failure."""
+    proc = subprocess.run(
+        [PYTHON, str(REPO / "manage.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise BenchError(
+            f"manage.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+        )
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(
+    *,
+    env: dict[str, str],
+    workers: int = 2,
+    app: str = "config.wsgi",
+    extra_args: Sequence[str] = (),
+    ready_path: str = "/healthz",
+    ready_timeout: float = 30.0,
+) -> Iterator[str]:
+    """Start gunicorn on a free loopback port, wait for `ready_path`, yield the base URL
+    (http://127.0.0.1:<port>), and always stop it: SIGTERM, then SIGKILL of its process
+    group after 10 s. Its output goes to a temporary log, shown if it fails to start."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(  # closed in the finally below
+        prefix="bench-gunicorn-", suffix=".log", delete=False
+    )
+    cmd = [
+        venv_tool("gunicorn"),
+        app,
+        "-w",
+        str(workers),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        *extra_args,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, port, ready_path, ready_timeout, log.name)
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log.name)
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, path: str, timeout: float, log: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"gunicorn exited {proc.returncode}:\n{Path(log).read_text()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(
+        f"gunicorn did not answer {path} within {timeout:.0f} s:\n{Path(log).read_text()}"
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)  # the arbiter stops its workers
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # our own session: gunicorn and its workers
+        proc.wait(timeout=5)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+
+def database_url(server_url: str, name: str) -> str:
+    """`server_url` (postgres://user@host:port[/anything]) with the database set to `name`."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def recreate_database(server_url: str, name: str) -> tuple[str, str]:
+    """Drop (forcibly) and create database `name`; returns (its URL, the server version)."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        conn = psycopg.connect(database_url(server_url, "postgres"), autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise BenchError(f"cannot connect to PostgreSQL at {server_url}: {exc}") from None
+    with conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    return database_url(server_url, name), version
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+
+class Client:
+    """A JSON client on one http.client connection (keep-alive when the server allows it;
+    gunicorn's sync workers close after every response, and http.client reconnects)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0):
+        parts = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+
+    def raw(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        payload = None if body is None else json.dumps(body).encode()
+        try:
+            self.conn.request(method, path, body=payload, headers=self.headers)
+            response = self.conn.getresponse()
+            return response.status, response.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()  # a dropped keep-alive connection: retry once on a new one
+            self.conn.request(method, path, body=payload, headers=self.headers)
+            response = self.conn.getresponse()
+            return response.status, response.read()
+
+    def json(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        status, data = self.raw(method, path, body)
+        if status != expect:
+            raise BenchError(f"{method} {path} → {status} (expected {expect}): {data[:500]!r}")
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --- Running and measuring -------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Latencies (seconds) of the operations that succeeded, the wall time, the CPU time
+    this (client) process spent meanwhile, the failures."""
+
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    cpu: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.wall if self.wall else 0.0
+
+    def pct_ms(self, p: float) -> float:
+        return percentile(self.latencies, p) * 1000
+
+
+def run_concurrent(
+    *,
+    workers: int,
+    total: int,
+    setup: Callable[[int], Any],
+    op: Callable[[Any, int, int], None],
+    teardown: Callable[[Any], None] = lambda _: None,
+    max_errors: int = 20,
+) -> Run:
+    """`total` calls of op(state, worker, i) split over `workers` OS threads, each with its
+    own state from setup(worker) (a connection). The clock starts when every worker is set
+    up. An op that raises counts as an error (not timed); a worker stops after `max_errors`."""
+    run = Run()
+    lock = threading.Lock()
+    shares = [total // workers + (1 if w < total % workers else 0) for w in range(workers)]
+    barrier = threading.Barrier(workers + 1)
+
+    def work(w: int) -> None:
+        try:
+            state = setup(w)
+        except Exception as exc:
+            with lock:
+                run.errors.append(f"setup of worker {w}: {type(exc).__name__}: {exc}"[:300])
+            barrier.abort()  # nobody starts; the caller reports the error
+            return
+        local: list[float] = []
+        failures: list[str] = []
+        try:
+            barrier.wait()
+            for i in range(shares[w]):
+                start = time.perf_counter()
+                try:
+                    op(state, w, i)
+                except Exception as exc:  # counted and reported, never fatal
+                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if len(failures) >= max_errors:
+                        break
+                    continue
+                local.append(time.perf_counter() - start)
+        finally:
+            teardown(state)
+            with lock:
+                run.latencies.extend(local)
+                run.errors.extend(failures)
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join(timeout=5)
+        raise BenchError("; ".join(run.errors) or "workers did not start within 60 s") from None
+    started, cpu = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.join()
+    run.wall = time.perf_counter() - started
+    run.cpu = time.process_time() - cpu
+    return run
+
+
+def run_sequential(*, total: int, op: Callable[[int], None], max_errors: int = 20) -> Run:
+    """`total` timed calls of op(i), one after another."""
+    run = Run()
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(total):
+        start = time.perf_counter()
+        try:
+            op(i)
+        except Exception as exc:
+            run.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            if len(run.errors) >= max_errors:
+                break
+            continue
+        run.latencies.append(time.perf_counter() - start)
+    run.wall = time.perf_counter() - started
+    run.cpu = time.process_time() - cpu
+    return run
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0–100) with linear interpolation between ranks (numpy's
+    default); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] = frozenset()
+) -> str:
+    """A fixed-width text table; columns in `right` are right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])

@@ -1,0 +1,710 @@
+"""Hot and cold tiers, in one run: cached against database reads, flushes to S3 against raw
+boto3 puts, hydrate of a long thread, snapshot compression and what a flush leaves behind.
+
+    .venv/bin/python bench/tiers.py [--threads 500] [--messages 100] [--long 10000] ...
+
+Creates (drops and recreates) its own PostgreSQL database, migrates it, empties its Redis
+database (5), starts a `moto_server` on a free loopback port and creates a bucket, seeds the
+data with COPY, and measures:
+
+1. GET /api/v1/threads/{id}/messages?limit=1000 of a 1,000-message thread through gunicorn:
+   served from the Redis cache (a server with REDIS_URL) against the database path (a second
+   server without REDIS_URL), plus the miss path (keys dropped before each request: database
+   read + cache rebuild); the three are interleaved request by request;
+2. threads.tiers.thread_flush of `--threads` threads × `--messages` messages (in-process, one
+   at a time, as the sweep does) against raw boto3 put_object of the same gzip bodies, and
+   put_object + get_object (the floor of a write verified by a read-back);
+3. thread_flush and thread_hydrate of a `--long`-message thread, `--cycles` times, against
+   raw put_object / get_object + gunzip + JSON parse of the same snapshot;
+4. the gzip ratio of the snapshots (JSON bytes ÷ gzip bytes);
+5. the Redis bytes (MEMORY USAGE of `tl:{<thread>}:*`) and message rows of the flushed
+   threads, before and after.
+
+It prints a fixed-width table (every ratio is Threadline ÷ its baseline, measured in the same
+run) and asserts nothing about timings. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    REPO,
+    BenchError,
+    Client,
+    Run,
+    free_port,
+    gunicorn,
+    manage,
+    recreate_database,
+    run_sequential,
+    table,
+    venv_tool,
+)
+
+FLUSH_RATIO_AIM = 0.5  # flush throughput ≥ 50 % of raw put_object
+REGION = "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+WARMUP_THREADS = 5  # flushed (and raw-put) untimed before the timed flushes
+VOCABULARY = (
+    "the a to of and in is it that for on with as was at be this by from or have an not are "
+    "deploy failed because migration locked billing table retry after rollback service "
+    "request timeout error log trace user assistant tool call result returns value config "
+    "file path branch commit review test passed build cache database index query latency "
+    "queue worker task session thread message summary token context window prompt agent "
+    "plan step next check update version release schedule customer invoice account order "
+    "payment refund ticket priority high low medium please could you thanks sure here "
+    "done running pending blocked ready because however then also only still just very"
+).split()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--threads", type=int, default=500, help="threads flushed in phase 2 (default 500)")
+    add("--messages", type=int, default=100, help="messages per flushed thread (default 100)")
+    add("--long", type=int, default=10_000, help="messages of the hydrated thread (10,000)")
+    add("--cycles", type=int, default=5, help="timed flush → hydrate cycles (default 5)")
+    add("--history", type=int, default=1000, help="messages of the GET thread (default 1000)")
+    add("--reads", type=int, default=100, help="timed GETs per path (default 100)")
+    add("--warmup", type=int, default=10, help="untimed GETs per server first (default 10)")
+    add("--content-bytes", type=int, default=200, help="message text length (default 200)")
+    add("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
+    add(
+        "--pg",
+        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
+    )
+    add("--db-name", default="threadline_bench_tiers", help="database to (re)create")
+    add("--redis-url", default="redis://127.0.0.1:6379/5", help="Redis database (flushed)")
+    add("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    args = parser.parse_args(argv)
+    for name in ("threads", "messages", "long", "cycles", "history", "reads", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.history > 1000:
+        parser.error("--history is read in one page; at most 1000")
+    return args
+
+
+def step(message: str) -> None:
+    print(f"· {message}", flush=True)
+
+
+# --- moto_server -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def moto_server(ready_timeout: float = 30.0) -> Iterator[str]:
+    """Start `moto_server` on a free loopback port, yield its URL, always stop it (SIGTERM,
+    then SIGKILL of its process group after 10 s)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tempfile.NamedTemporaryFile(prefix="bench-moto-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise BenchError(f"moto_server exited {proc.returncode}:\n{_tail(log.name)}")
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"moto_server did not answer within {ready_timeout:.0f} s:\n"
+                        f"{_tail(log.name)}"
+                    ) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log.name)
+
+
+def _tail(path: str, limit: int = 4000) -> str:
+    return Path(path).read_text(errors="replace")[-limit:]
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
+
+
+# --- Setup -----------------------------------------------------------------------------
+
+
+def flush_redis(url: str):
+    """Empty the bench's own Redis database; returns the client and the server version."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+        version = client.info("server")["redis_version"]
+    except redis.RedisError as exc:
+        raise BenchError(f"cannot use Redis at {url}: {exc}") from None
+    return client, version
+
+
+def setup_django(args: argparse.Namespace, database_url: str, endpoint: str, bucket: str) -> None:
+    """Point this process (and, through os.environ, the gunicorn servers) at the bench
+    database, the bench Redis database and the moto endpoint, then django.setup()."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATABASE_URL=database_url,
+        DJANGO_DEBUG="false",
+        REDIS_URL=args.redis_url,
+        API_RATE_LIMIT_PER_MINUTE="10000000",
+        LOG_LEVEL="WARNING",
+        COLD_STORAGE="s3",
+        COLD_PREFIX="threads",
+        AWS_S3_ENDPOINT_URL=endpoint,
+        AWS_STORAGE_BUCKET_NAME=bucket,
+        AWS_S3_REGION_NAME=REGION,
+        AWS_ACCESS_KEY_ID=CREDENTIALS["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=CREDENTIALS["aws_secret_access_key"],
+    )
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+
+
+COPY_MESSAGES = (
+    "COPY threads_message "
+    "(thread_id, message_id, seq, role, content, metadata, token_estimate, created_at) "
+    "FROM STDIN"
+)
+
+
+def copy_rows(thread_id: str, messages: list[dict[str, Any]]) -> None:
+    """Insert `messages` (shaped like the API's JSON) into the thread with one COPY."""
+    from django.db import connection, transaction
+
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        cursor.cursor.copy(COPY_MESSAGES) as copy,
+    ):
+        for m in messages:
+            copy.write_row(
+                (
+                    thread_id,
+                    m["id"],
+                    m["seq"],
+                    m["role"],
+                    json.dumps(m["content"]),
+                    json.dumps(m["metadata"]),
+                    m["token_estimate"],
+                    m["created_at"],
+                )
+            )
+
+
+def seed(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[str, dict[str, str]]:
+    """A tenant, a project and one thread per entry of `sizes` (name → message count), the
+    messages written with COPY. Returns (API key, name → thread id)."""
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from common.ids import new_id
+    from threads import services
+    from threads.models import Thread
+
+    rng = random.Random(4)
+    tenant, key = services.tenant_create(name="bench")
+    project = services.project_create(tenant=tenant, name="bench")
+    idle_since = timezone.now() - timedelta(days=1)
+    texts: dict[str, list[str]] = {}
+    for name, count in sizes.items():
+        texts[name] = [
+            " ".join(rng.choices(VOCABULARY, k=args.content_bytes // 3))[: args.content_bytes]
+            for _ in range(count)
+        ]
+    threads = {
+        name: Thread(
+            tenant=tenant,
+            project=project,
+            title=name,
+            last_seq=len(texts[name]),
+            message_count=len(texts[name]),
+            token_estimate=sum(services.estimate_tokens(t) for t in texts[name]),
+            history_version=1,
+            last_activity_at=idle_since,
+        )
+        for name in sizes
+    }
+    with transaction.atomic():
+        Thread.objects.bulk_create(threads.values(), batch_size=1000)
+        for name, thread in threads.items():
+            copy_rows(
+                thread.pk,
+                [
+                    {
+                        "id": new_id("msg"),
+                        "seq": seq,
+                        "role": "user" if seq % 2 else "assistant",
+                        "content": text,
+                        "metadata": {},
+                        "token_estimate": services.estimate_tokens(text),
+                        "created_at": idle_since + timedelta(milliseconds=seq),
+                    }
+                    for seq, text in enumerate(texts[name], start=1)
+                ],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE threads_message")
+        cursor.execute("ANALYZE threads_thread")
+    return key, {name: thread.pk for name, thread in threads.items()}
+
+
+# --- 1. GET: Redis cache against the database path -------------------------------------
+
+
+def bench_get(args, key: str, thread_id: str, redis_client) -> tuple[dict[str, Run], int]:
+    """Two servers up at once (idle sync workers cost nothing); requests interleaved cache,
+    database, miss, cache, … so load from elsewhere hits the three alike."""
+    from threads import hotcache
+
+    path = f"/api/v1/threads/{thread_id}/messages?limit={args.history}"
+    cache_keys = hotcache.keys(thread_id)
+    with (
+        gunicorn(env=dict(os.environ), workers=args.workers) as cached_base,
+        gunicorn(env={**os.environ, "REDIS_URL": ""}, workers=args.workers) as db_base,
+    ):
+        step(f"servers at {cached_base} (Redis cache) and {db_base} (no Redis)")
+        clients = {"cache": Client(cached_base, key), "database": Client(db_base, key)}
+        size = 0
+        for name, client in clients.items():
+            for _ in range(args.warmup):
+                body = client.json("GET", path)
+                if len(body["results"]) != args.history:
+                    raise BenchError(f"{name}: GET returned {len(body['results'])} messages")
+                size = len(json.dumps(body, separators=(",", ":")))
+        if redis_client.hget(cache_keys[0], "hv") is None:
+            raise BenchError("the Redis cache of the GET thread was not built by the warm-up")
+
+        runs = {"cache": Run(), "database": Run(), "miss": Run()}
+        plan = [("cache", "cache"), ("database", "database"), ("miss", "cache")]
+        step(f"GET of {args.history:,} messages: {args.reads} timed per path, interleaved")
+        started = time.perf_counter()
+        for _ in range(args.reads):
+            for run_name, client_name in plan:
+                if run_name == "miss":
+                    redis_client.delete(*cache_keys)
+                start = time.perf_counter()
+                status, data = clients[client_name].raw("GET", path)
+                elapsed = time.perf_counter() - start
+                if status != 200:
+                    runs[run_name].errors.append(f"GET → {status}: {data[:200]!r}")
+                    continue
+                runs[run_name].latencies.append(elapsed)
+        wall = time.perf_counter() - started
+        for run in runs.values():
+            run.wall = wall
+        if redis_client.hget(cache_keys[0], "hv") is None:
+            raise BenchError("the Redis cache of the GET thread is gone after the timed GETs")
+        for client in clients.values():
+            client.close()
+        step("stopping gunicorn")
+    return runs, size
+
+
+# --- 2. Flush of many threads against raw put_object ------------------------------------
+
+
+def redis_footprint(redis_client, thread_ids: set[str]) -> tuple[int, int]:
+    """(keys, bytes by MEMORY USAGE) of the `tl:{<thread>}:*` keys of `thread_ids`."""
+    keys = used = 0
+    for name in redis_client.scan_iter(match="tl:*", count=1000):
+        text = name.decode()
+        thread_id = text[text.find("{") + 1 : text.find("}")]
+        if thread_id in thread_ids:
+            keys += 1
+            used += redis_client.memory_usage(name, samples=0) or 0
+    return keys, used
+
+
+def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redis_client):
+    from threads import selectors, tiers
+    from threads.models import Message, Thread, Tier
+
+    step(f"warming the hot cache of {len(ids) + len(warm_ids)} threads")
+    for thread in Thread.objects.filter(pk__in=ids + warm_ids):
+        selectors.messages_page_json(thread=thread, after_seq=0, limit=1)
+    before = {
+        "redis": redis_footprint(redis_client, set(ids)),
+        "rows": Message.objects.filter(thread_id__in=ids).count(),
+        "cold": Thread.objects.filter(pk__in=ids, tier=Tier.COLD).count(),
+    }
+
+    for thread in Thread.objects.filter(pk__in=warm_ids):
+        tiers.thread_flush(thread=thread)
+    by_id = Thread.objects.in_bulk(ids)
+    threads = [by_id[pk] for pk in ids]
+    step(f"flushing {len(ids)} threads × {args.messages} messages (thread_flush, one at a time)")
+    flush = run_sequential(total=len(threads), op=lambda i: tiers.thread_flush(thread=threads[i]))
+
+    step("reading the snapshots back (untimed)")
+    bodies = [s3.get_object(Bucket=bucket, Key=tiers.snapshot_key(pk))["Body"].read() for pk in ids]
+    warm_bodies = [
+        s3.get_object(Bucket=bucket, Key=tiers.snapshot_key(pk))["Body"].read() for pk in warm_ids
+    ]
+
+    def put(prefix: str, pk: str, body: bytes) -> None:
+        s3.put_object(
+            Bucket=bucket, Key=f"{prefix}/{pk}.json.gz", Body=body, ContentType="application/gzip"
+        )
+
+    def put_get(i: int) -> None:
+        put("raw-rt", ids[i], bodies[i])
+        got = s3.get_object(Bucket=bucket, Key=f"raw-rt/{ids[i]}.json.gz")["Body"].read()
+        if got != bodies[i]:
+            raise BenchError("read-back differs")
+
+    for pk, body in zip(warm_ids, warm_bodies, strict=True):
+        put("raw-warm", pk, body)
+    step(f"raw put_object of the same {len(ids)} bodies")
+    raw = run_sequential(total=len(ids), op=lambda i: put("raw", ids[i], bodies[i]))
+    step(f"raw put_object + get_object of the same {len(ids)} bodies")
+    raw_rt = run_sequential(total=len(ids), op=put_get)
+
+    after = {
+        "redis": redis_footprint(redis_client, set(ids)),
+        "rows": Message.objects.filter(thread_id__in=ids).count(),
+        "cold": Thread.objects.filter(pk__in=ids, tier=Tier.COLD).count(),
+    }
+    return {
+        "runs": {"flush": flush, "raw_put": raw, "raw_put_get": raw_rt},
+        "gzip_bytes": sum(len(b) for b in bodies),
+        "json_bytes": sum(len(gzip.decompress(b)) for b in bodies),
+        "before": before,
+        "after": after,
+    }
+
+
+# --- 3. Flush and hydrate of a long thread ----------------------------------------------
+
+
+def bench_hydrate(
+    args, thread_id: str, scratch_id: str, s3, bucket: str, redis_client
+) -> dict[str, Any]:
+    from threads import hotcache, tiers
+    from threads.models import Message, Thread
+
+    thread = Thread.objects.get(pk=thread_id)
+    key = tiers.snapshot_key(thread_id)
+    flush, hydrate = Run(), Run()
+    step(f"flush → hydrate of {args.long:,} messages: 1 warm-up + {args.cycles} timed cycles")
+    for cycle in range(args.cycles + 1):
+        start = time.perf_counter()
+        tiers.thread_flush(thread=thread)
+        flushed = time.perf_counter()
+        tiers.thread_hydrate(thread=thread)
+        done = time.perf_counter()
+        if cycle:
+            flush.latencies.append(flushed - start)
+            hydrate.latencies.append(done - flushed)
+    rows = Message.objects.filter(thread_id=thread_id).count()
+    cached = redis_client.zcard(hotcache.keys(thread_id)[1])
+    if rows != args.long or cached != args.long:
+        raise BenchError(f"after hydrate: {rows} rows, {cached} cached messages")
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    raw_key = f"raw-long/{thread_id}.json.gz"
+    raw_put, raw_read, raw_restore = Run(), Run(), Run()
+    step(f"raw put_object, get_object + parse (+ COPY) of the same snapshot: {args.cycles}")
+    for cycle in range(args.cycles + 1):
+        start = time.perf_counter()
+        s3.put_object(Bucket=bucket, Key=raw_key, Body=body, ContentType="application/gzip")
+        put_done = time.perf_counter()
+        got = s3.get_object(Bucket=bucket, Key=raw_key)["Body"].read()
+        snapshot = json.loads(gzip.decompress(got))
+        parsed = [json.loads(m) for m in snapshot["messages"]]
+        read_done = time.perf_counter()
+        copy_rows(scratch_id, parsed)
+        done = time.perf_counter()
+        Message.objects.filter(thread_id=scratch_id).delete()  # untimed
+        if len(parsed) != args.long:
+            raise BenchError(f"raw read parsed {len(parsed)} messages")
+        if cycle:  # the first is a warm-up
+            raw_put.latencies.append(put_done - start)
+            raw_read.latencies.append(read_done - put_done)
+            raw_restore.latencies.append(done - put_done)
+    return {
+        "runs": {
+            "flush": flush,
+            "hydrate": hydrate,
+            "raw_put": raw_put,
+            "raw_read": raw_read,
+            "raw_restore": raw_restore,
+        },
+        "gzip_bytes": len(body),
+        "json_bytes": len(gzip.decompress(body)),
+    }
+
+
+# --- Report ----------------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else ""
+
+
+def report(args, info: dict[str, Any], get, flush, hydrate) -> dict[str, Any]:
+    get_runs, get_bytes = get
+    cache, db, miss = get_runs["cache"], get_runs["database"], get_runs["miss"]
+    fr = flush["runs"]
+    flush_run, raw_run, rt_run = fr["flush"], fr["raw_put"], fr["raw_put_get"]
+    mb = flush["gzip_bytes"] / 1e6
+    flush_ratio = flush_run.rate / raw_run.rate if raw_run.rate else float("nan")
+    hr = hydrate["runs"]
+    before, after = flush["before"], flush["after"]
+    n = args.threads
+
+    print()
+    print(
+        f"Threadline tiers benchmark — PostgreSQL {info['postgres']}, Redis {info['redis']}, "
+        f"moto_server {info['moto']}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"load average {info['load']:.2f} at start"
+    )
+    print(
+        f"GET: {args.reads} requests per path of {args.history:,} messages ({get_bytes:,} "
+        f"bytes), gunicorn {args.workers} sync workers per server; flush: {n} threads × "
+        f"{args.messages} messages of {args.content_bytes} chars; hydrate: {args.long:,} "
+        f"messages, {args.cycles} cycles"
+    )
+    print()
+    headers = ["measurement", "Threadline", "baseline", "ratio", "aim", "result / note"]
+    h = f"GET {args.history:,} msgs"
+    rows = [
+        [f"{h} p50 ms: Redis hit | DB path", fmt(cache.pct_ms(50), 2), fmt(db.pct_ms(50), 2)],
+        [f"{h} p99 ms: Redis hit | DB path", fmt(cache.pct_ms(99), 2), fmt(db.pct_ms(99), 2)],
+        [f"{h} p50 ms: miss+rebuild | DB path", fmt(miss.pct_ms(50), 2), fmt(db.pct_ms(50), 2)],
+        ["flush threads/s | raw put_object", fmt(flush_run.rate), fmt(raw_run.rate)],
+        [
+            "flush MB/s (gzip) | raw put_object",
+            fmt(mb / flush_run.wall, 2),
+            fmt(mb / raw_run.wall, 2),
+        ],
+        ["flush p50 ms | raw put_object", fmt(flush_run.pct_ms(50), 2), fmt(raw_run.pct_ms(50), 2)],
+        ["flush threads/s | raw put+get_object", fmt(flush_run.rate), fmt(rt_run.rate)],
+        [
+            f"flush {args.long:,} msgs p50 ms | raw put",
+            fmt(hr["flush"].pct_ms(50)),
+            fmt(hr["raw_put"].pct_ms(50)),
+        ],
+        [
+            f"hydrate {args.long:,} msgs p50 ms | raw get+parse",
+            fmt(hr["hydrate"].pct_ms(50)),
+            fmt(hr["raw_read"].pct_ms(50)),
+        ],
+        [
+            f"hydrate {args.long:,} msgs p50 ms | … + COPY",
+            fmt(hr["hydrate"].pct_ms(50)),
+            fmt(hr["raw_restore"].pct_ms(50)),
+        ],
+    ]
+    for row in rows:
+        row += [ratio(float(row[1].replace(",", "")), float(row[2].replace(",", ""))), "", ""]
+    rows[3][4:] = [
+        f">= {FLUSH_RATIO_AIM:.2f}",
+        "met" if flush_ratio >= FLUSH_RATIO_AIM else "NOT MET",
+    ]
+    rows.append(
+        [
+            f"gzip ratio, {n} × {args.messages}-msg snapshots",
+            f"{flush['json_bytes'] / flush['gzip_bytes']:.2f}",
+            "",
+            "",
+            "",
+            f"{flush['json_bytes'] / n:,.0f} → {flush['gzip_bytes'] / n:,.0f} B each",
+        ]
+    )
+    rows.append(
+        [
+            f"gzip ratio, {args.long:,}-msg snapshot",
+            f"{hydrate['json_bytes'] / hydrate['gzip_bytes']:.2f}",
+            "",
+            "",
+            "",
+            f"{hydrate['json_bytes']:,} → {hydrate['gzip_bytes']:,} B",
+        ]
+    )
+
+    def leftover(label: str, now: int, was: int) -> list[str]:
+        return [label, f"{now:,}", f"{was:,}", "", "0", "met" if now == 0 else "NOT MET"]
+
+    rows += [
+        leftover("Redis bytes left | before flush", after["redis"][1], before["redis"][1]),
+        leftover("Redis keys left | before flush", after["redis"][0], before["redis"][0]),
+        leftover("message rows left | before flush", after["rows"], before["rows"]),
+        [
+            "threads cold | before flush",
+            f"{after['cold']:,}",
+            f"{before['cold']:,}",
+            "",
+            f"{n:,}",
+            "met" if after["cold"] == n else "NOT MET",
+        ],
+    ]
+    print(table(headers, rows, right={1, 2, 3}))
+    print(
+        "\nratio = Threadline ÷ baseline. Baselines: the same GET on a server without "
+        "REDIS_URL; boto3 put_object (and get_object) of the very snapshot bodies, one at a "
+        "time, to the same moto_server; for hydrate, get_object + gunzip + json.loads of the "
+        "snapshot and of each message, then (… + COPY) one psycopg COPY of those rows into "
+        "threads_message."
+    )
+    runs = {f"get_{k}": v for k, v in get_runs.items()}
+    runs.update({f"flush_{k}": v for k, v in fr.items()})
+    runs.update({f"long_{k}": v for k, v in hr.items()})
+    for name, run in runs.items():
+        if run.errors:
+            print(
+                f"{name}: {len(run.errors)} failed operation(s) (not timed); first: {run.errors[0]}"
+            )
+    print(f"total time {info['elapsed']:.1f} s")
+
+    return {
+        "config": {k: v for k, v in vars(args).items() if k not in ("json", "pg")},
+        "postgres": info["postgres"],
+        "redis": info["redis"],
+        "moto": info["moto"],
+        "cpus": os.cpu_count(),
+        "load": info["load"],
+        "get_bytes": get_bytes,
+        "get_ms": {
+            k: {"p50": v.pct_ms(50), "p99": v.pct_ms(99), "n": v.count} for k, v in get_runs.items()
+        },
+        "flush_threads_per_s": flush_run.rate,
+        "raw_put_threads_per_s": raw_run.rate,
+        "raw_put_get_threads_per_s": rt_run.rate,
+        "flush_ratio": flush_ratio,
+        "flush_mb_per_s": mb / flush_run.wall if flush_run.wall else None,
+        "raw_put_mb_per_s": mb / raw_run.wall if raw_run.wall else None,
+        "long_ms": {
+            k: {"p50": v.pct_ms(50), "all": [x * 1000 for x in v.latencies]} for k, v in hr.items()
+        },
+        "gzip_ratio_threads": flush["json_bytes"] / flush["gzip_bytes"],
+        "gzip_ratio_long": hydrate["json_bytes"] / hydrate["gzip_bytes"],
+        "before_flush": {
+            "redis_keys": before["redis"][0],
+            "redis_bytes": before["redis"][1],
+            "rows": before["rows"],
+        },
+        "after_flush": {
+            "redis_keys": after["redis"][0],
+            "redis_bytes": after["redis"][1],
+            "rows": after["rows"],
+            "cold": after["cold"],
+        },
+        "errors": {name: len(run.errors) for name, run in runs.items() if run.errors},
+        "elapsed_s": info["elapsed"],
+    }
+
+
+# --- Main ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+
+    step(f"recreating database {args.db_name}")
+    database_url, pg_version = recreate_database(args.pg, args.db_name)
+    redis_client, redis_version = flush_redis(args.redis_url)
+    step(f"redis {args.redis_url}: flushed")
+    step("migrating")
+    manage(
+        "migrate",
+        "--noinput",
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DATABASE_URL": database_url,
+        },
+    )
+
+    with moto_server() as endpoint:
+        s3 = s3_client(endpoint)
+        bucket = "threadline-bench"
+        s3.create_bucket(Bucket=bucket)
+        step(f"moto_server at {endpoint}, bucket {bucket}")
+        setup_django(args, database_url, endpoint, bucket)
+
+        sizes = {"get": args.history, "long": args.long, "scratch": 0}
+        sizes.update({f"warm {i}": args.messages for i in range(WARMUP_THREADS)})
+        sizes.update({f"flush {i}": args.messages for i in range(args.threads)})
+        step(f"seeding {len(sizes)} threads, {sum(sizes.values()):,} messages")
+        seeded = time.perf_counter()
+        key, ids = seed(args, sizes)
+        step(f"seeded in {time.perf_counter() - seeded:.1f} s")
+
+        get = bench_get(args, key, ids["get"], redis_client)
+        flush_ids = [ids[f"flush {i}"] for i in range(args.threads)]
+        warm_ids = [ids[f"warm {i}"] for i in range(WARMUP_THREADS)]
+        flush = bench_flush(args, flush_ids, warm_ids, s3, bucket, redis_client)
+        hydrate = bench_hydrate(args, ids["long"], ids["scratch"], s3, bucket, redis_client)
+        step("stopping moto_server")
+
+    info = {
+        "postgres": pg_version,
+        "redis": redis_version,
+        "moto": metadata.version("moto"),
+        "load": load,
+        "elapsed": time.perf_counter() - started,
+    }
+    figures = report(args, info, get, flush, hydrate)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,60 @@
+"""Handoffs in the admin: read-only, linked to their source and recipient sessions."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from common.admin import PrefixedIdSearchMixin
+from handoffs.models import Handoff
+from sessions_app.admin import ReadOnlyAdmin, actor_text, change_link
+from sessions_app.models import Session, SubSession, Workspace
+
+
+@admin.register(Handoff)
+class HandoffAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "group_id",
+        "mode",
+        "outcome",
+        "source_link",
+        "recipient_text",
+        "recipient_link",
+        "created_at",
+    )
+    list_filter = ("mode", "outcome")
+    search_fields = ("id__exact", "group_id__exact")
+    id_search = {"hof": "group_id", "ses": "source_session_id", "tnt": "tenant_id"}
+    raw_id_fields = (
+        "tenant",
+        "thread",
+        "source_session",
+        "recipient_session",
+        "subsession",
+        "workspace",
+    )
+    ordering = ("-created_at",)
+    readonly_fields = ("links",)
+
+    @admin.display(description="Source")
+    def source_link(self, handoff: Handoff) -> str:
+        return change_link(Session, handoff.source_session_id)
+
+    @admin.display(description="Recipient")
+    def recipient_text(self, handoff: Handoff) -> str:
+        return actor_text(handoff.recipient)
+
+    @admin.display(description="Recipient session")
+    def recipient_link(self, handoff: Handoff) -> str:
+        return change_link(Session, handoff.recipient_session_id)
+
+    @admin.display(description="Links")
+    def links(self, handoff: Handoff) -> str:
+        return format_html(
+            "source {} · recipient {} · sub-session {} · workspace {}",
+            change_link(Session, handoff.source_session_id),
+            change_link(Session, handoff.recipient_session_id),
+            change_link(SubSession, handoff.subsession_id),
+            change_link(Workspace, handoff.workspace_id),
+        )

@@ -1,0 +1,31 @@
+"""Reads: sessions, their children and what blocks a thread, always within one tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import QuerySet
+
+from sessions_app.models import Session, SubSession
+
+BLOCKING_SAMPLE_LIMIT = 50
+
+
+def sessions_blocking(
+    *, thread_id: str, statuses: Iterable[str] | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """The thread's sessions (in `statuses`, or all): a sample of at most 50 {id, status},
+    oldest first, and the total. Served by session_thread_status."""
+    query = Session.objects.filter(thread_id=thread_id)
+    if statuses is not None:
+        query = query.filter(status__in=list(statuses))
+    sample = list(query.order_by("created_at", "id").values("id", "status")[:BLOCKING_SAMPLE_LIMIT])
+    total = len(sample) if len(sample) < BLOCKING_SAMPLE_LIMIT else query.count()
+    return sample, total
+
+
+def session_children(*, session: Session) -> QuerySet[SubSession]:
+    """The session's sub-session edges with their child sessions, in creation order."""
+    return SubSession.objects.filter(parent_id=session.pk).select_related(
+        "child", "child__workspace"
+    )

@@ -1,0 +1,802 @@
+"""Writes: sessions, turns, spawns, summaries, merges, interventions, workspaces, lock recovery.
+
+Concurrency rules, relied on by every function here and in handoffs/services.py:
+
+- Locks are taken in one order: the thread row (_lock_open_thread), then session rows,
+  then sub-session/handoff rows. Every transaction that creates a session or moves one into
+  a status that blocks thread archiving locks the thread row and re-checks it is open, so it
+  cannot race thread_archive/thread_delete (which take the same lock).
+- Status changes are conditional UPDATEs on the status they start from
+  (`filter(pk=…, status__in=<from>).update(…)`); a row count of 0 means the session was
+  elsewhere (or another request got there first) and answers 409 illegal_transition.
+- Workspaces are made and disposed outside any transaction. A multi-step operation holds the
+  session *locked by status* (with a lease and a lock token) while it does slow work, never a
+  database lock; a crashed process's lock is reverted by session_locks_recover.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from common.errors import InvalidInput, NotFound
+from common.ids import new_id
+from handoffs.capacity import check_depth, check_width
+from handoffs.models import Handoff, HandoffOutcome
+from sessions_app import workspaces
+from sessions_app.errors import (
+    AlreadySummarized,
+    ArtifactRefCycle,
+    ChildrenRunning,
+    IllegalTransition,
+    InterventionDepthExceeded,
+    LockExpired,
+    WorkspaceUnavailable,
+)
+from sessions_app.models import (
+    AGENT_SUMMARY_MAX_CHARS,
+    Session,
+    SessionStatus,
+    SubSession,
+    SubSessionKind,
+    SubSessionStatus,
+    Summary,
+    Workspace,
+    WorkspaceStatus,
+)
+from sessions_app.workspaces import WorkspaceError
+from threads.models import Lifecycle, Project, Tenant, Thread
+from threads.services import _require_open, event_record
+
+logger = logging.getLogger(__name__)
+
+Actor = dict[str, str]
+S = SessionStatus
+
+
+# --- Helpers ---------------------------------------------------------------------------
+
+
+def _event(session: Session, kind: str, **payload: Any) -> None:
+    event_record(
+        tenant_id=session.tenant_id,
+        kind=kind,
+        thread_id=session.thread_id,
+        session_id=session.pk,
+        payload=payload,
+    )
+
+
+# What session writes read from their thread. The lock covers the whole row either way;
+# loading it whole (threads.services._lock) would drag the state slice, up to
+# MAX_STATE_BYTES, through every turn and handoff.
+_THREAD_COLUMNS = ("id", "tenant", "project", "status", "lifecycle")
+
+
+def _lock_open_thread(thread_id: str) -> Thread:
+    """Inside a transaction: the thread's row lock, and 409 thread_archived if archived."""
+    thread = Thread.objects.select_for_update().only(*_THREAD_COLUMNS).filter(pk=thread_id).first()
+    if thread is None:
+        raise NotFound("Thread not found.")
+    _require_open(thread)
+    return thread
+
+
+def _lock_session(session_id: str) -> Session:
+    locked = Session.objects.select_for_update().filter(pk=session_id).first()
+    if locked is None:
+        raise NotFound("Session not found.")
+    return locked
+
+
+def lease_seconds() -> int:
+    return settings.SESSION_LOCK_LEASE_SECONDS
+
+
+def _illegal(session_id: str, action: str) -> IllegalTransition:
+    current = Session.objects.filter(pk=session_id).values_list("status", flat=True).first()
+    if current is None:
+        raise NotFound("Session not found.")
+    return IllegalTransition(
+        f"A session that is {current} cannot {action.replace('_', ' ')}.",
+        **{"from": current, "action": action},
+    )
+
+
+# Sub-session edges follow their child: (edge status, the edge statuses it moves from).
+_EDGE_FOLLOWS = {
+    S.ACTIVE: (SubSessionStatus.ACTIVE, (SubSessionStatus.PENDING, SubSessionStatus.IDLE)),
+    S.IDLE: (SubSessionStatus.IDLE, (SubSessionStatus.PENDING, SubSessionStatus.ACTIVE)),
+    S.FAILED: (
+        SubSessionStatus.FAILED,
+        (SubSessionStatus.PENDING, SubSessionStatus.ACTIVE, SubSessionStatus.IDLE),
+    ),
+    S.ARCHIVED: (
+        SubSessionStatus.ARCHIVED,
+        (
+            SubSessionStatus.PENDING,
+            SubSessionStatus.ACTIVE,
+            SubSessionStatus.IDLE,
+            SubSessionStatus.FAILED,
+        ),
+    ),
+}
+
+
+def _edge_follow(child_id: str, status: str) -> None:
+    if status in _EDGE_FOLLOWS:
+        target, sources = _EDGE_FOLLOWS[status]
+        SubSession.objects.filter(child_id=child_id, status__in=sources).update(
+            status=target, updated_at=timezone.now()
+        )
+
+
+def _sync_lifecycle(thread: Thread, *, turn_started: bool = False) -> None:
+    """Keep thread.lifecycle in step (the thread row is locked by the caller): active while
+    any of its sessions is active, idle otherwise; closed stays closed until a turn starts."""
+    if turn_started:
+        target = Lifecycle.ACTIVE
+    elif thread.lifecycle == Lifecycle.CLOSED:
+        return
+    else:
+        # Served by session_thread_status.
+        any_active = Session.objects.filter(thread_id=thread.pk, status=S.ACTIVE).exists()
+        target = Lifecycle.ACTIVE if any_active else Lifecycle.IDLE
+    if thread.lifecycle == target:
+        return
+    previous = thread.lifecycle
+    Thread.objects.filter(pk=thread.pk).update(lifecycle=target, updated_at=timezone.now())
+    thread.lifecycle = target
+    event_record(
+        tenant_id=thread.tenant_id,
+        kind="thread.lifecycle_changed",
+        thread_id=thread.pk,
+        payload={"from": previous, "to": target},
+    )
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    sources: tuple[str, ...]
+    target: str
+    event: str
+
+
+TURN_START = Transition("start_turn", (S.IDLE,), S.ACTIVE, "session.turn_started")
+TURN_SETTLE = Transition("settle_turn", (S.ACTIVE,), S.IDLE, "session.turn_settled")
+HITL_REQUEST = Transition("request_hitl", (S.ACTIVE,), S.AWAITING_HITL, "session.hitl_requested")
+HITL_RESOLVE = Transition("resolve_hitl", (S.AWAITING_HITL,), S.ACTIVE, "session.hitl_resolved")
+FAIL = Transition(
+    "fail",
+    (S.IDLE, S.ACTIVE, S.LOCKED, S.AWAITING_HITL, S.AWAITING_MERGE, S.FAILED),
+    S.FAILED,
+    "session.failed",
+)
+ARCHIVE = Transition("archive", (S.IDLE, S.FAILED), S.ARCHIVED, "session.archived")
+MERGE = Transition("merge", (S.AWAITING_MERGE,), S.IDLE, "session.merged")
+
+
+def _transition(
+    session: Session, t: Transition, *, extra: dict[str, Any] | None = None, **payload: Any
+) -> Session:
+    """Apply `t` in one short transaction under the thread's row lock; returns the fresh row.
+
+    Leaving a status clears any lock lease, so a session moved out of `locked` (fail,
+    summary) makes the handoff holding it fail its commit instead of committing over it."""
+    with transaction.atomic():
+        thread = _lock_open_thread(session.thread_id)
+        _apply(session, t, thread=thread, extra=extra, **payload)
+    session.refresh_from_db()
+    return session
+
+
+def _apply(
+    session: Session,
+    t: Transition,
+    *,
+    thread: Thread,
+    extra: dict[str, Any] | None = None,
+    turn_started: bool = False,
+    **payload: Any,
+) -> None:
+    now = timezone.now()
+    updated = Session.objects.filter(pk=session.pk, status__in=t.sources).update(
+        status=t.target, lock_token="", lock_expires_at=None, updated_at=now, **(extra or {})
+    )
+    if not updated:
+        raise _illegal(session.pk, t.action)
+    _edge_follow(session.pk, t.target)
+    _sync_lifecycle(thread, turn_started=turn_started)
+    _event(session, t.event, status=t.target, **payload)
+
+
+# --- Seams for the conversation services (compaction, warming, tiers) -------------------
+
+
+def _before_turn_start(*, session: Session) -> None:
+    """Runs before a turn starts, outside any transaction (slow I/O allowed).
+
+    The tiers work hydrates a cold thread here, so the turn starts on a hot thread."""
+    from threads.tiers import thread_ensure_hot
+
+    thread_ensure_hot(thread=session.thread)
+
+
+def _on_turn_started(*, session: Session, thread: Thread) -> None:
+    """Runs inside the turn-start transaction with the thread row locked.
+
+    Cache warming cancels the thread's timer here (dispatch: turn start clears nextWarmAt)."""
+    from threads.warming import warming_on_turn_start
+
+    warming_on_turn_start(thread=thread)
+
+
+def _on_turn_settled(*, session: Session, thread: Thread) -> None:
+    """Runs inside the settle transaction with the thread row locked, after the usage is
+    stored on the session and the thread.
+
+    Cache warming arms the thread's timer here (a column write); auto-compaction decides from
+    the stored usage and enqueues itself with transaction.on_commit(...)."""
+    from threads.compaction import compaction_after_settle
+    from threads.warming import warming_on_settle
+
+    warming_on_settle(thread=thread)
+    compaction_after_settle(thread=thread)
+
+
+# --- Sessions and turns ----------------------------------------------------------------
+
+
+def session_create(*, tenant: Tenant, thread_id: str, actor: Actor) -> Session:
+    """A new idle session on the thread, owner_version 0."""
+    thread = Thread.objects.filter(tenant=tenant, pk=thread_id).first()
+    if thread is None:
+        raise NotFound("Thread not found.", field="thread", id=thread_id)
+    with transaction.atomic():
+        # The thread lock: a session cannot appear on a thread being archived or deleted.
+        locked = _lock_open_thread(thread.pk)
+        session = Session.objects.create(
+            tenant_id=tenant.pk,
+            thread_id=locked.pk,
+            project_id=locked.project_id,
+            current_actor=actor,
+        )
+        _event(session, "session.created", actor=actor)
+    return session
+
+
+def session_turn_start(*, session: Session) -> Session:
+    """idle → active; the thread's lifecycle becomes active (even from closed)."""
+    _before_turn_start(session=session)
+    now = timezone.now()
+    with transaction.atomic():
+        thread = _lock_open_thread(session.thread_id)
+        _apply(session, TURN_START, thread=thread, turn_started=True)
+        Thread.objects.filter(pk=thread.pk).update(last_activity_at=now)
+        _on_turn_started(session=session, thread=thread)
+    session.refresh_from_db()
+    return session
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if type(value) is not int or value < 0:
+                raise InvalidInput(
+                    "Usage counts are non-negative integers.",
+                    fields={"usage": {name: ["Must be a non-negative integer."]}},
+                )
+
+    def columns(self) -> dict[str, int]:
+        return {f"last_{name}": value for name, value in asdict(self).items()}
+
+
+def session_turn_settle(*, session: Session, usage: Usage) -> Session:
+    """active → idle, storing the turn's usage on the session and on the thread (the
+    settled usage auto-compaction decides from)."""
+    now = timezone.now()
+    with transaction.atomic():
+        thread = _lock_open_thread(session.thread_id)
+        _apply(
+            session,
+            TURN_SETTLE,
+            thread=thread,
+            extra={**usage.columns(), "last_settled_at": now},
+            usage=asdict(usage),
+        )
+        Thread.objects.filter(pk=thread.pk).update(**usage.columns(), last_activity_at=now)
+        session.refresh_from_db()
+        # `thread` holds only _THREAD_COLUMNS; any other field it is asked for loads fresh.
+        _on_turn_settled(session=session, thread=thread)
+    return session
+
+
+def session_hitl_request(*, session: Session) -> Session:
+    return _transition(session, HITL_REQUEST)
+
+
+def session_hitl_resolve(*, session: Session) -> Session:
+    return _transition(session, HITL_RESOLVE)
+
+
+def session_fail(*, session: Session, reason: str = "") -> Session:
+    """Any status but archived → failed (failing a failed session again succeeds)."""
+    return _transition(session, FAIL, reason=reason)
+
+
+def session_archive(*, session: Session) -> Session:
+    """idle|failed → archived, then its workspace is disposed (after the commit: slow I/O).
+    A failed dispose is logged and left to the sweep, which retries it."""
+    session = _transition(session, ARCHIVE)
+    if session.workspace_id:
+        workspace = Workspace.objects.filter(pk=session.workspace_id).first()
+        if workspace is not None:
+            try:
+                workspace_dispose(workspace=workspace)
+            except WorkspaceError:
+                logger.exception("disposing workspace %s of archived %s", workspace.pk, session)
+    return session
+
+
+# --- Spawn -----------------------------------------------------------------------------
+
+
+def session_spawn(
+    *, session: Session, actor: Actor, workspace_backend: str | None = None
+) -> tuple[Session, SubSession]:
+    """A child session (active) with its agent_spawn edge and its workspace.
+
+    1. Reserve, in one short transaction holding the parent's row lock (so concurrent spawns
+       count each other): capacity checks, then the child (locked, with a lease) and its
+       edge (pending). The pending child takes its width slot.
+    2. Provision the workspace, outside any transaction.
+    3. Commit: child locked → active, edge → active, workspace attached.
+
+    Any failure compensates: the workspace is disposed and the child deleted (its edge with
+    it), so the parent is untouched and the width slot is free again. A crash between 1 and
+    3 is compensated by session_locks_recover once the lease expires."""
+    project = Project.objects.get(pk=session.project_id)
+    backend = workspace_backend or project.workspace_backend
+    with transaction.atomic():
+        _lock_open_thread(session.thread_id)
+        parent = _lock_session(session.pk)
+        if parent.status not in (S.IDLE, S.ACTIVE):
+            raise _illegal(parent.pk, "spawn")
+        check_depth(session=parent, project=project)
+        check_width(session=parent, project=project, pending=1)
+        token = new_id("sub")
+        expires = timezone.now() + timedelta(seconds=lease_seconds())
+        child = Session.objects.create(
+            tenant_id=parent.tenant_id,
+            thread_id=parent.thread_id,
+            project_id=parent.project_id,
+            status=S.LOCKED,
+            current_actor=actor,
+            depth=parent.depth + 1,
+            lock_token=token,
+            lock_expires_at=expires,
+        )
+        edge = SubSession.objects.create(
+            id=token,
+            tenant_id=parent.tenant_id,
+            parent=parent,
+            child=child,
+            kind=SubSessionKind.AGENT_SPAWN,
+        )
+
+    made: list[Workspace] = []
+    try:
+        workspace = workspace_provision(
+            tenant_id=parent.tenant_id,
+            project_id=parent.project_id,
+            backend=backend,
+            label=f"spawn-{edge.pk}",
+            operation=token,
+            lease_expires_at=expires,
+        )
+        if workspace is not None:
+            made.append(workspace)
+        with transaction.atomic():
+            thread = _lock_open_thread(parent.thread_id)
+            now = timezone.now()
+            committed = Session.objects.filter(
+                pk=child.pk, status=S.LOCKED, lock_token=token, lock_expires_at__gt=now
+            ).update(
+                status=S.ACTIVE,
+                lock_token="",
+                lock_expires_at=None,
+                workspace=workspace,
+                updated_at=now,
+            )
+            if not committed:
+                raise LockExpired(session=child.pk)
+            if workspace is not None:
+                workspace_attach(workspace=workspace, session_id=child.pk)
+            SubSession.objects.filter(pk=edge.pk).update(
+                status=SubSessionStatus.ACTIVE, updated_at=now
+            )
+            _sync_lifecycle(thread)
+            _event(
+                parent,
+                "session.spawned",
+                child=child.pk,
+                subsession=edge.pk,
+                actor=actor,
+                workspace=workspace.pk if workspace else None,
+            )
+    except Exception as exc:
+        _spawn_compensate(parent=parent, child=child, token=token, made=made, error=exc)
+        if isinstance(exc, WorkspaceError):
+            raise WorkspaceUnavailable(
+                backend=backend, reason=str(exc), partial_state={"workspaces_provisioned": 0}
+            ) from exc
+        raise
+    child.refresh_from_db()
+    edge.refresh_from_db()
+    return child, edge
+
+
+def _spawn_compensate(
+    *, parent: Session, child: Session, token: str, made: list[Workspace], error: Exception
+) -> None:
+    """Undo a spawn that did not commit. Errors here are logged, never raised over `error`."""
+    for workspace in made:
+        try:
+            workspace_dispose(workspace=workspace)
+        except Exception:
+            logger.exception("spawn rollback: disposing %s", workspace.pk)
+    try:
+        with transaction.atomic():
+            # Only a child still held by this spawn (not one the sweep already removed).
+            doomed = (
+                Session.objects.select_for_update()
+                .filter(pk=child.pk, status=S.LOCKED, lock_token=token)
+                .first()
+            )
+            if doomed is not None:
+                doomed.delete()  # its edge goes with it (CASCADE)
+            _event(
+                parent,
+                "session.spawn_rolled_back",
+                child=child.pk,
+                subsession=token,
+                error=str(error)[:500],
+            )
+    except Exception:
+        logger.exception("spawn rollback: removing child %s", child.pk)
+
+
+# --- Summaries, merge, interventions ---------------------------------------------------
+
+SUMMARIZABLE = (S.ACTIVE, S.LOCKED, S.AWAITING_MERGE)
+SUMMARIZE = Transition("summarize", SUMMARIZABLE, S.IDLE, "session.summarized")
+
+
+@dataclass(frozen=True)
+class SummaryIn:
+    outcome_status: str
+    agent_summary: str
+    outcome_verdict: str = ""
+    key_decisions: tuple = ()
+    deliverables: tuple = ()
+
+    def matches(self, summary: Summary) -> bool:
+        return (
+            summary.outcome_status == self.outcome_status
+            and summary.outcome_verdict == self.outcome_verdict
+            and summary.agent_summary == self.agent_summary
+            and summary.key_decisions == list(self.key_decisions)
+            and summary.deliverables == list(self.deliverables)
+        )
+
+
+def session_summarize(
+    *, session: Session, summary: SummaryIn, actor: Actor | None = None
+) -> tuple[Summary, bool]:
+    """Store the session's summary and move it active|locked|awaiting_merge → idle, in one
+    transaction. Returns (summary, created): the same summary again is a no-op; a
+    different one is 409 already_summarized."""
+    if len(summary.agent_summary) > AGENT_SUMMARY_MAX_CHARS:
+        raise InvalidInput(
+            f"agent_summary is longer than {AGENT_SUMMARY_MAX_CHARS} characters.",
+            fields={"agent_summary": [f"At most {AGENT_SUMMARY_MAX_CHARS} characters."]},
+        )
+    with transaction.atomic():
+        thread = _lock_open_thread(session.thread_id)
+        current = _lock_session(session.pk)
+        existing = Summary.objects.filter(session_id=current.pk).first()
+        if existing is not None:
+            if summary.matches(existing):
+                return existing, False
+            raise AlreadySummarized(summary=existing.pk)
+        if current.status not in SUMMARIZABLE:
+            raise _illegal(current.pk, "summarize")
+        edge = SubSession.objects.filter(child_id=current.pk).first()
+        stored = Summary.objects.create(
+            tenant_id=current.tenant_id,
+            session=current,
+            outcome_status=summary.outcome_status,
+            outcome_verdict=summary.outcome_verdict,
+            agent_summary=summary.agent_summary,
+            key_decisions=list(summary.key_decisions),
+            deliverables=list(summary.deliverables),
+            prev_summary_id=edge.prev_summary_id if edge is not None else None,
+            materialized_by=actor or current.current_actor,
+        )
+        _apply(
+            current,
+            SUMMARIZE,
+            thread=thread,
+            summary=stored.pk,
+            outcome=stored.outcome,
+        )
+    return stored, True
+
+
+def session_merge(*, session: Session) -> Session:
+    """Close a broadcast: awaiting_merge → idle once every broadcast child is idle, failed
+    or archived (else 409 children_running); their sub-sessions become merged."""
+    with transaction.atomic():
+        thread = _lock_open_thread(session.thread_id)
+        current = _lock_session(session.pk)
+        if current.status != S.AWAITING_MERGE:
+            raise _illegal(current.pk, "merge")
+        edges = SubSession.objects.filter(parent_id=current.pk, broadcast_id__isnull=False).exclude(
+            status__in=(SubSessionStatus.MERGED, SubSessionStatus.ARCHIVED)
+        )
+        running = list(
+            Session.objects.filter(parent_edge__in=edges)
+            .exclude(status__in=(S.IDLE, S.FAILED, S.ARCHIVED))
+            .order_by("created_at", "id")
+            .values("id", "status")
+        )
+        if running:
+            raise ChildrenRunning(running=running[:50], total_running=len(running))
+        merged = list(edges.values_list("id", flat=True))
+        SubSession.objects.filter(pk__in=merged).update(
+            status=SubSessionStatus.MERGED, updated_at=timezone.now()
+        )
+        _apply(current, MERGE, thread=thread, subsessions=merged)
+    session.refresh_from_db()
+    return session
+
+
+def _check_summary_chain(*, session: Session, prev: Summary, limit: int) -> None:
+    """Walk prev → prev.prev_summary → …; the session's own summary is pre-marked visited.
+    A revisit is a cycle; a chain longer than `limit` is too deep."""
+    visited: set[str] = set()
+    own = Summary.objects.filter(session_id=session.pk).values_list("pk", flat=True).first()
+    if own:
+        visited.add(own)
+    node: str | None = prev.pk
+    length = 0
+    while node:
+        if node in visited:
+            raise ArtifactRefCycle(summary=node, chain_length=length)
+        visited.add(node)
+        length += 1
+        if length > limit:
+            raise InterventionDepthExceeded(depth=length, limit=limit)
+        node = Summary.objects.filter(pk=node).values_list("prev_summary_id", flat=True).first()
+
+
+def session_intervene(
+    *, session: Session, actor: Actor, prev_summary_id: str | None = None
+) -> tuple[Session, SubSession]:
+    """An intervention: a child session (idle) owned by `actor`, on an intervention edge that
+    continues from `prev_summary` (whose chain is checked for cycles and depth)."""
+    project = Project.objects.get(pk=session.project_id)
+    prev = None
+    if prev_summary_id:
+        prev = Summary.objects.filter(tenant_id=session.tenant_id, pk=prev_summary_id).first()
+        if prev is None:
+            raise NotFound("Summary not found.", field="prev_summary", id=prev_summary_id)
+        _check_summary_chain(session=session, prev=prev, limit=project.max_intervention_depth)
+    with transaction.atomic():
+        _lock_open_thread(session.thread_id)
+        parent = _lock_session(session.pk)
+        if parent.status == S.ARCHIVED:
+            raise _illegal(parent.pk, "intervene")
+        child = Session.objects.create(
+            tenant_id=parent.tenant_id,
+            thread_id=parent.thread_id,
+            project_id=parent.project_id,
+            current_actor=actor,
+            depth=parent.depth + 1,
+        )
+        edge = SubSession.objects.create(
+            tenant_id=parent.tenant_id,
+            parent=parent,
+            child=child,
+            kind=SubSessionKind.INTERVENTION,
+            status=SubSessionStatus.IDLE,
+            prev_summary=prev,
+        )
+        _event(
+            parent,
+            "session.intervention_created",
+            child=child.pk,
+            subsession=edge.pk,
+            actor=actor,
+            prev_summary=prev.pk if prev else None,
+        )
+    return child, edge
+
+
+# --- Workspaces ------------------------------------------------------------------------
+
+
+def workspace_provision(
+    *,
+    tenant_id: str,
+    project_id: str,
+    backend: str,
+    label: str,
+    operation: str,
+    lease_expires_at: datetime,
+) -> Workspace | None:
+    """Make a workspace; None for the `none` backend. Call outside any transaction.
+
+    The row is written first (status provisioning, with its planned path), so a crash
+    mid-way leaves a record for the sweep; on failure it is marked failed and the driver's
+    WorkspaceError propagates."""
+    driver = workspaces.driver_for(backend)
+    if driver is None:
+        return None
+    workspace_id = new_id("wsp")
+    plan = driver.plan(workspace_id)
+    workspace = Workspace.objects.create(
+        id=workspace_id,
+        tenant_id=tenant_id,
+        project_id=project_id,
+        backend=backend,
+        label=label,
+        operation=operation,
+        lease_expires_at=lease_expires_at,
+        path=plan.path,
+        branch=plan.branch,
+    )
+    try:
+        driver.create(plan)
+    except WorkspaceError as exc:
+        Workspace.objects.filter(pk=workspace.pk).update(
+            status=WorkspaceStatus.FAILED, error=str(exc)[:4000]
+        )
+        raise
+    Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.READY)
+    workspace.status = WorkspaceStatus.READY
+    return workspace
+
+
+def workspace_attach(*, workspace: Workspace, session_id: str) -> None:
+    """Inside the commit transaction: the workspace now belongs to the session and is no
+    longer an orphan candidate."""
+    Workspace.objects.filter(pk=workspace.pk).update(session_id=session_id, lease_expires_at=None)
+
+
+def workspace_dispose(*, workspace: Workspace) -> None:
+    """Remove the directory/worktree (idempotent) and mark the row disposed. Call outside
+    any transaction. A failure is recorded on the row and raised (WorkspaceError)."""
+    if workspace.status == WorkspaceStatus.DISPOSED:
+        return
+    driver = workspaces.driver_for(workspace.backend)
+    try:
+        if driver is not None:
+            driver.dispose(workspaces.Plan(path=workspace.path, branch=workspace.branch))
+    except WorkspaceError as exc:
+        Workspace.objects.filter(pk=workspace.pk).update(error=str(exc)[:4000])
+        raise
+    Workspace.objects.filter(pk=workspace.pk).exclude(status=WorkspaceStatus.DISPOSED).update(
+        status=WorkspaceStatus.DISPOSED, disposed_at=timezone.now()
+    )
+    workspace.status = WorkspaceStatus.DISPOSED
+
+
+# --- Lock recovery ---------------------------------------------------------------------
+
+SWEEP_BATCH = 200
+
+
+def session_lock_recover(*, session: Session, force: bool = False) -> bool:
+    """Revert a lock a crashed (or stuck) process left behind; returns whether it did.
+
+    Without `force` only a lock whose lease expired is taken (the sweep); with it (the
+    admin action) any lock. The revert is a conditional UPDATE on the lock token read
+    first, so of two sweepers exactly one wins, and a handoff that is still alive fails its
+    commit (its token no longer holds) and rolls itself back.
+
+    - A handoff's source: back to idle, owner_version unchanged, its pending handoff rows
+      rolled back.
+    - A spawn that never committed (locked child on a pending agent_spawn edge): the child
+      is deleted, as the spawn's own compensation would have done.
+    Either way the workspaces the operation made are disposed (after the commit)."""
+    now = timezone.now()
+    token = (
+        Session.objects.filter(pk=session.pk, status=S.LOCKED)
+        .values_list("lock_token", flat=True)
+        .first()
+    )
+    if token is None:
+        return False
+    claim = Session.objects.filter(pk=session.pk, status=S.LOCKED, lock_token=token)
+    if not force:
+        claim = claim.filter(lock_expires_at__lt=now)
+    with transaction.atomic():
+        held = claim.select_for_update().first()
+        if held is None:
+            return False
+        spawn = SubSession.objects.filter(
+            pk=token, child_id=held.pk, kind=SubSessionKind.AGENT_SPAWN
+        ).first()
+        payload = {"lock_token": token, "lock_expires_at": _iso(held.lock_expires_at)}
+        if spawn is not None and spawn.status == SubSessionStatus.PENDING:
+            parent = Session.objects.get(pk=spawn.parent_id)
+            child_id = held.pk
+            held.delete()  # its edge goes with it (CASCADE)
+            _event(parent, "session.lock_recovered", removed_child=child_id, **payload)
+        else:
+            claim.update(status=S.IDLE, lock_token="", lock_expires_at=None, updated_at=now)
+            rolled_back = Handoff.objects.filter(
+                group_id=token, outcome=HandoffOutcome.PENDING
+            ).update(
+                outcome=HandoffOutcome.ROLLED_BACK,
+                error="The lock lease expired before the handoff committed.",
+                completed_at=now,
+            )
+            _event(held, "session.lock_recovered", handoffs_rolled_back=rolled_back, **payload)
+    for workspace in Workspace.objects.filter(
+        operation=token, session__isnull=True, status__in=_LIVE_WORKSPACE
+    ):
+        try:
+            workspace_dispose(workspace=workspace)
+        except WorkspaceError:
+            logger.exception("lock recovery: disposing %s", workspace.pk)
+    return True
+
+
+_LIVE_WORKSPACE = (WorkspaceStatus.PROVISIONING, WorkspaceStatus.READY)
+
+
+def session_locks_recover(*, limit: int = SWEEP_BATCH) -> dict[str, int]:
+    """The sweep: revert every lock past its lease, then dispose orphaned workspaces
+    (unattached past their operation's lease — nothing can commit them any more — and those
+    of archived sessions whose dispose failed earlier)."""
+    now = timezone.now()
+    # Served by session_locked_lease (partial index on locked sessions).
+    expired = list(
+        Session.objects.filter(status=S.LOCKED, lock_expires_at__lt=now).order_by(
+            "lock_expires_at"
+        )[:limit]
+    )
+    recovered = sum(1 for session in expired if session_lock_recover(session=session))
+    disposed = 0
+    # Served by workspace_live_lease for the first branch.
+    orphans = Workspace.objects.filter(
+        Q(session__isnull=True, lease_expires_at__lt=now) | Q(session__status=S.ARCHIVED),
+        status__in=_LIVE_WORKSPACE,
+    ).order_by("created_at")[:limit]
+    for workspace in orphans:
+        try:
+            workspace_dispose(workspace=workspace)
+            disposed += 1
+        except WorkspaceError:
+            logger.exception("sweep: disposing orphaned workspace %s", workspace.pk)
+    return {"recovered": recovered, "workspaces_disposed": disposed}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

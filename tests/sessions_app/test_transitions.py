@@ -1,0 +1,245 @@
+"""Turns, HITL, fail, archive: the allowed transitions, everything else 409
+illegal_transition, and the thread's lifecycle kept in step."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessions_app import services
+from sessions_app.models import Session, SessionStatus
+from tests.conftest import assert_error
+from tests.sessions_app.fixtures import AGENT, url
+from threads import services as thread_services
+from threads.models import Event, Thread
+
+USAGE = {
+    "input_tokens": 1200,
+    "cache_read_tokens": 800,
+    "cache_creation_tokens": 100,
+    "output_tokens": 50,
+}
+
+# (endpoint, body) for every transition endpoint.
+ENDPOINTS = {
+    "start": ("turns/start", None),
+    "settle": ("turns/settle", {"usage": USAGE}),
+    "hitl_request": ("hitl/request", None),
+    "hitl_resolve": ("hitl/resolve", None),
+    "fail": ("fail", {}),
+    "archive": ("archive", None),
+    "merge": ("merge", None),
+}
+
+
+def post(api, session, name):
+    path, body = ENDPOINTS[name]
+    return api.post(url(session, path), body)
+
+
+def status_of(session) -> str:
+    return Session.objects.get(pk=session.pk).status
+
+
+def test_a_turn_starts_and_settles_with_its_usage(api, thread, session):
+    started = post(api, session, "start")
+    assert started.status_code == 200, started.content
+    assert started.json()["status"] == "active"
+    thread.refresh_from_db()
+    assert thread.lifecycle == "active"
+
+    settled = post(api, session, "settle")
+
+    assert settled.status_code == 200, settled.content
+    body = settled.json()
+    assert body["status"] == "idle"
+    assert body["usage"] == USAGE
+    assert body["last_settled_at"] is not None
+    thread.refresh_from_db()
+    assert thread.lifecycle == "idle"
+    assert (
+        thread.last_input_tokens,
+        thread.last_cache_read_tokens,
+        thread.last_cache_creation_tokens,
+        thread.last_output_tokens,
+    ) == (1200, 800, 100, 50)
+    kinds = list(Event.objects.filter(session_id=session.id).values_list("kind", flat=True))
+    assert kinds == ["session.created", "session.turn_started", "session.turn_settled"]
+
+
+def test_hitl_round_trip(api, session):
+    post(api, session, "start")
+
+    assert post(api, session, "hitl_request").json()["status"] == "awaiting_hitl"
+    assert post(api, session, "hitl_resolve").json()["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("path", "starting", "action"),
+    [
+        ("settle", "idle", "settle_turn"),
+        ("hitl_request", "idle", "request_hitl"),
+        ("hitl_resolve", "idle", "resolve_hitl"),
+        ("merge", "idle", "merge"),
+        ("start", "active", "start_turn"),
+        ("archive", "active", "archive"),
+        ("hitl_resolve", "active", "resolve_hitl"),
+        ("start", "awaiting_hitl", "start_turn"),
+        ("settle", "awaiting_hitl", "settle_turn"),
+        ("archive", "awaiting_hitl", "archive"),
+        ("start", "failed", "start_turn"),
+        ("start", "archived", "start_turn"),
+        ("fail", "archived", "fail"),
+        ("archive", "archived", "archive"),
+    ],
+)
+def test_any_other_transition_is_409_illegal_transition(api, session, path, starting, action):
+    _bring_to(session, starting)
+
+    details = assert_error(post(api, session, path), 409, "illegal_transition")
+
+    assert details == {"from": starting, "action": action}
+    assert status_of(session) == starting
+
+
+def _bring_to(session, status):
+    steps = {
+        "idle": [],
+        "active": [services.session_turn_start],
+        "awaiting_hitl": [services.session_turn_start, services.session_hitl_request],
+        "failed": [services.session_fail],
+        "archived": [services.session_archive],
+    }[status]
+    for step in steps:
+        step(session=session)
+    assert status_of(session) == status
+
+
+@pytest.mark.parametrize("starting", ["idle", "active", "awaiting_hitl", "failed"])
+def test_fail_works_from_any_status_but_archived(api, session, starting):
+    _bring_to(session, starting)
+
+    response = api.post(url(session, "fail"), {"reason": "tool crashed"})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "failed"
+
+
+@pytest.mark.parametrize("starting", ["idle", "failed"])
+def test_archive_works_from_idle_and_failed(api, session, starting):
+    _bring_to(session, starting)
+
+    response = post(api, session, "archive")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "archived"
+
+
+def test_the_thread_stays_active_while_any_session_is_active(api, thread, make_session):
+    first, second = make_session(), make_session(AGENT)
+    post(api, first, "start")
+    post(api, second, "start")
+
+    post(api, first, "settle")
+    thread.refresh_from_db()
+    assert thread.lifecycle == "active"
+
+    post(api, second, "hitl_request")
+    thread.refresh_from_db()
+    assert thread.lifecycle == "idle"
+
+
+def test_a_closed_thread_stays_closed_until_a_turn_starts(api, thread, make_session):
+    first, second = make_session(), make_session(AGENT)
+    post(api, first, "start")
+    thread_services.thread_close(thread=thread)
+
+    post(api, first, "settle")
+    thread.refresh_from_db()
+    assert thread.lifecycle == "closed"
+
+    post(api, second, "start")
+    thread.refresh_from_db()
+    assert thread.lifecycle == "active"
+    changes = Event.objects.filter(thread_id=thread.id, kind="thread.lifecycle_changed")
+    assert [e.payload for e in changes] == [
+        {"from": "idle", "to": "active"},
+        {"from": "closed", "to": "active"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"usage": {}},
+        {"usage": {"input_tokens": 1}},
+        {"usage": {**USAGE, "input_tokens": -1}},
+        {"usage": {**USAGE, "input_tokens": "12"}},
+        {"usage": {**USAGE, "input_tokens": 1.5}},
+        {"usage": {**USAGE, "output_tokens": True}},
+        {"usage": {**USAGE, "cache_read_tokens": None}},
+        {"usage": {**USAGE, "input_tokens": 10**13}},
+        {"usage": {**USAGE, "reasoning_tokens": 2}},
+        {"usage": [1, 2]},
+        {"usage": USAGE, "extra": 1},
+    ],
+)
+def test_settle_refuses_bad_usage_with_400(api, thread, session, body):
+    post(api, session, "start")
+
+    assert_error(api.post(url(session, "turns/settle"), body), 400, "validation_error")
+
+    assert status_of(session) == "active"
+    thread.refresh_from_db()
+    assert thread.last_input_tokens == 0
+
+
+def test_cache_counts_left_out_count_as_zero(api, session):
+    post(api, session, "start")
+
+    response = api.post(
+        url(session, "turns/settle"), {"usage": {"input_tokens": 7, "output_tokens": 3}}
+    )
+
+    assert response.json()["usage"] == {
+        "input_tokens": 7,
+        "cache_read_tokens": 0,
+        "cache_creation_tokens": 0,
+        "output_tokens": 3,
+    }
+
+
+def test_fail_refuses_an_unknown_field(api, session):
+    assert_error(api.post(url(session, "fail"), {"why": "x"}), 400, "validation_error")
+    assert status_of(session) == "idle"
+
+
+@pytest.mark.parametrize("name", list(ENDPOINTS))
+def test_every_transition_on_an_archived_thread_is_409_thread_archived(api, thread, session, name):
+    thread_services.thread_archive(thread=thread)
+
+    assert_error(post(api, session, name), 409, "thread_archived")
+
+
+@pytest.mark.parametrize("name", list(ENDPOINTS))
+def test_another_tenant_gets_404_on_every_transition(api, outsider, session, name):
+    path, body = ENDPOINTS[name]
+
+    assert_error(outsider.post(url(session, path), body), 404, "not_found")
+    assert status_of(session) == "idle"
+
+
+def test_the_usage_seam_is_called_inside_the_settle_transaction(session, monkeypatch):
+    """Auto-compaction and warming hook in at _on_turn_settled; it sees the stored usage."""
+    seen = []
+    monkeypatch.setattr(
+        services,
+        "_on_turn_settled",
+        lambda *, session, thread: seen.append((session.status, thread.last_output_tokens)),
+    )
+    services.session_turn_start(session=session)
+
+    services.session_turn_settle(session=session, usage=services.Usage(output_tokens=9))
+
+    assert seen == [(SessionStatus.IDLE, 9)]
+    assert Thread.objects.get(pk=session.thread_id).last_output_tokens == 9

@@ -1,0 +1,214 @@
+"""The operator's admin for compaction, cache warming and the steering queue.
+
+Imported at the end of threads/admin.py. Besides the Compaction and QueuedMessage admins it
+extends the Thread admin registered there: the actions "compact now" and "warm now" (the
+same services as the API) and a warming column on the thread list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from common.admin import NoCountPaginator, PrefixedIdSearchMixin
+from common.errors import DomainError
+from threads import compaction, queue, warming
+from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
+
+ORIGINALS_SHOWN = 1000
+WARM_NOW_MAX = 25
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _report(modeladmin, request, done: str, failures: Counter[str]) -> None:
+    text = done
+    if failures:
+        reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
+        text += f" {_plural(sum(failures.values()), 'failure')} ({reasons})."
+    modeladmin.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
+
+
+class _ReadOnly(admin.ModelAdmin):
+    paginator = NoCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- Compactions -----------------------------------------------------------------------
+
+
+@admin.register(Compaction)
+class CompactionAdmin(PrefixedIdSearchMixin, _ReadOnly):
+    """The compaction history, read-only: rows change only through threads/compaction.py."""
+
+    list_display = (
+        "id",
+        "thread",
+        "trigger",
+        "status",
+        "messages_summarized",
+        "messages_kept",
+        "tokens_before",
+        "tokens_after",
+        "created_at",
+        "originals",
+    )
+    list_filter = ("status", "trigger")
+    list_select_related = ("thread",)
+    search_fields = ("id__exact",)
+    id_search = {"cmp": "id", "thd": "thread_id"}
+    raw_id_fields = ("thread",)
+    ordering = ("-created_at",)
+    readonly_fields = ("originals",)
+
+    @admin.display(description="Originals")
+    def originals(self, obj: Compaction) -> str:
+        if obj.status != CompactionStatus.SUCCEEDED or not obj.archive_key:
+            return "—"
+        url = reverse("admin:threads_compaction_originals", args=[obj.pk])
+        return format_html('<a href="{}">{} archived messages</a>', url, obj.messages_summarized)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.originals_view)
+        return [
+            path("<str:object_id>/originals/", view, name="threads_compaction_originals"),
+            *super().get_urls(),
+        ]
+
+    def originals_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        found = get_object_or_404(Compaction, pk=object_id)
+        if not self.has_view_permission(request, found):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "compaction": found,
+            "title": f"Originals of {found.pk}",
+        }
+        try:
+            originals = compaction.compaction_originals(compaction=found)
+        except DomainError as exc:
+            context["error"] = f"{exc.message} ({exc.code})"
+        else:
+            context.update(
+                originals=[
+                    {**m, "text": compaction.message_text(m["content"])}
+                    for m in originals[:ORIGINALS_SHOWN]
+                ],
+                messages_count=len(originals),
+                shown=min(len(originals), ORIGINALS_SHOWN),
+                truncated=len(originals) > ORIGINALS_SHOWN,
+            )
+        return TemplateResponse(request, "admin/threads/compaction_originals.html", context)
+
+
+# --- The steering queue ----------------------------------------------------------------
+
+
+@admin.register(QueuedMessage)
+class QueuedMessageAdmin(PrefixedIdSearchMixin, _ReadOnly):
+    list_display = ("id", "thread", "status", "preview", "queued_at", "delivered_at")
+    list_filter = ("status",)
+    list_select_related = ("thread",)
+    search_fields = ("id__exact",)
+    id_search = {"que": "id", "thd": "thread_id"}
+    raw_id_fields = ("thread",)
+    ordering = ("-queued_at",)
+    actions = ("cancel",)
+
+    @admin.display(description="Content")
+    def preview(self, obj: QueuedMessage) -> str:
+        return Truncator(obj.content).chars(80)
+
+    @admin.action(description="Cancel selected queued messages")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[QueuedMessage]) -> None:
+        cancelled, failures = 0, Counter()
+        for item in queryset.select_related("thread").iterator():
+            try:
+                cancelled += queue.queue_cancel(thread=item.thread, item_id=item.pk)
+            except DomainError as exc:
+                failures[exc.code] += 1
+        _report(self, request, f"Cancelled {_plural(cancelled, 'queued message')}.", failures)
+
+
+# --- Thread admin: actions and the warming column --------------------------------------
+
+
+@admin.action(description="Compact now (in the background)")
+def compact_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
+    queued, failures = 0, Counter()
+    for thread in queryset.iterator():
+        try:
+            compaction.compaction_request(thread=thread)
+        except DomainError as exc:
+            failures[exc.code] += 1
+            continue
+        queued += 1
+    _report(modeladmin, request, f"Queued {_plural(queued, 'compaction')}.", failures)
+
+
+@admin.action(description="Warm the prompt cache now")
+def warm_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
+    warmed, failures, cache = 0, Counter(), []
+    threads = list(queryset[: WARM_NOW_MAX + 1])
+    for thread in threads[:WARM_NOW_MAX]:
+        try:
+            result = warming.warm_now(thread=thread)
+        except DomainError as exc:
+            failures[exc.code] += 1
+            continue
+        warmed += 1
+        cache.append(result.cache_pct)
+    text = f"Warmed {_plural(warmed, 'thread')}."
+    if cache:
+        text += f" Cache hit {round(sum(cache) / len(cache))}% on average."
+    if len(threads) > WARM_NOW_MAX:
+        text += f" Only the first {WARM_NOW_MAX} selected were warmed."
+    _report(modeladmin, request, text, failures)
+
+
+@admin.display(description="Warming")
+def warming_column(thread: Thread) -> str:
+    if not thread.warming_enabled:
+        return "off"
+    parts = ["on"]
+    if thread.next_warm_at:
+        parts.append(f"next {thread.next_warm_at:%H:%M:%S}")
+    if thread.last_cache_pct is not None:
+        parts.append(f"cache {thread.last_cache_pct}%")
+    return " · ".join(parts)
+
+
+def _extend_thread_admin() -> None:
+    thread_admin = admin.site._registry.get(Thread)
+    if thread_admin is None:
+        return
+    cls = type(thread_admin)
+    actions = tuple(cls.actions or ())
+    if compact_now not in actions:
+        cls.actions = (*actions, compact_now, warm_now)
+    if warming_column not in cls.list_display:
+        cls.list_display = (*cls.list_display, warming_column)
+
+
+_extend_thread_admin()

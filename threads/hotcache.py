@@ -1,0 +1,341 @@
+"""The hot tier's Redis cache (django-redis): per thread, the message list already serialized
+as the API's JSON, the state slice, and a meta record naming the history version they show.
+
+Layout — every key of a thread carries the hash tag `{<thread id>}`, so on Redis Cluster they
+live in one slot and the Lua scripts below may touch them together:
+
+    tl:{thd_…}:messages   sorted set: member = the message's API JSON, score = its seq
+    tl:{thd_…}:state      string: the state slice as JSON ("null" when unset)
+    tl:{thd_…}:meta       hash: hv = the thread's history_version the keys reflect,
+                                n  = how many members the sorted set must hold
+
+A sorted set rather than zeitlich's list because `GET …/messages?after_seq=&limit=` is then a
+single ZRANGEBYSCORE, and seqs have gaps after a truncation. Members are the exact bytes the
+API returns, so a hit costs neither the query nor per-message shaping: the view joins them.
+
+Trust: PostgreSQL is the system of record; this is a cache that is never trusted blindly.
+- A read passes in the thread row it loaded anyway; the cache answers only when its hv equals
+  the row's history_version and the set is complete (ZCARD == n, which catches a key evicted
+  or expired on its own). Otherwise the caller rebuilds from the database.
+- Writers refresh it after their commit (transaction.on_commit) with a delta that applies
+  only on top of the exact version they replaced (compare-and-set inside Lua); a rebuild only
+  replaces an older version. A slow writer can therefore never put an older history over a
+  newer one, and whatever the interleaving, a mismatch is detected by the next read.
+
+Redis is optional: off unless the default cache is django-redis (REDIS_URL set). Any Redis
+error is logged as a warning and treated as a miss — the request is served from the database,
+never a 500. After an error the location is skipped for BREAKER_SECONDS (a small circuit
+breaker), so a black-holed Redis costs one socket timeout per process every few seconds
+rather than one per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+BREAKER_SECONDS = 5.0
+# Threads longer than this are served page by page from the database instead: a miss would
+# otherwise read (and ship to Redis) the whole history to answer one page.
+DEFAULT_MAX_MESSAGES = 20_000
+
+_down_until: dict[str, float] = {}
+
+Member = tuple[int, str | bytes]  # (seq, the message's API JSON)
+
+# Rebuild: replace the thread's keys with a complete history at version ARGV[1], unless the
+# cache already holds that version (complete) or a newer one.
+# KEYS: meta, messages, state. ARGV: hv, ttl, state JSON, then seq/member pairs.
+_REBUILD = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
+local hv = tonumber(ARGV[1])
+if cur and cur > hv then return 0 end
+if cur == hv and redis.call('ZCARD', KEYS[2]) == tonumber(redis.call('HGET', KEYS[1], 'n')) then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+local batch = {}
+for i = 4, #ARGV, 2 do
+  batch[#batch + 1] = ARGV[i]
+  batch[#batch + 1] = ARGV[i + 1]
+  if #batch >= 512 then
+    redis.call('ZADD', KEYS[2], unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call('ZADD', KEYS[2], unpack(batch)) end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
+redis.call('HSET', KEYS[1], 'hv', ARGV[1], 'n', redis.call('ZCARD', KEYS[2]))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Delta: apply one change that took the thread from version ARGV[2] to ARGV[3]. Applies only
+# on top of exactly ARGV[2]; an older (or incomplete) cache is dropped, a newer one is kept,
+# an absent one stays absent (the next read rebuilds).
+# KEYS: meta, messages, state. ARGV: op, old hv, new hv, ttl, then the op's arguments:
+#   append: seq/member pairs · truncate: the first seq removed · state: the state JSON
+_DELTA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
+if not cur then return 0 end
+local old = tonumber(ARGV[2])
+local new = tonumber(ARGV[3])
+if cur >= new then return 0 end
+if cur ~= old or redis.call('ZCARD', KEYS[2]) ~= tonumber(redis.call('HGET', KEYS[1], 'n')) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  return -1
+end
+local op = ARGV[1]
+if op == 'append' then
+  local batch = {}
+  for i = 5, #ARGV, 2 do
+    batch[#batch + 1] = ARGV[i]
+    batch[#batch + 1] = ARGV[i + 1]
+    if #batch >= 512 then
+      redis.call('ZADD', KEYS[2], unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then redis.call('ZADD', KEYS[2], unpack(batch)) end
+elseif op == 'truncate' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[5], '+inf')
+elseif op == 'state' then
+  redis.call('SET', KEYS[3], ARGV[5])
+end
+redis.call('HSET', KEYS[1], 'hv', ARGV[3], 'n', redis.call('ZCARD', KEYS[2]))
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+return 1
+"""
+
+
+# --- Connection ------------------------------------------------------------------------
+
+
+def enabled() -> bool:
+    """Whether the hot cache is on: the default cache is django-redis."""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    return backend.startswith("django_redis.")
+
+
+def available() -> bool:
+    """Enabled and not known to be failing right now (the breaker is closed)."""
+    return enabled() and _down_until.get(_location(), 0.0) <= time.monotonic()
+
+
+def max_messages() -> int:
+    return int(getattr(settings, "HOT_CACHE_MAX_MESSAGES", DEFAULT_MAX_MESSAGES))
+
+
+def _location() -> str:
+    location = settings.CACHES["default"].get("LOCATION", "")
+    return location if isinstance(location, str) else ",".join(location)
+
+
+def _client():
+    """The raw redis-py client, or None when the cache is off or its breaker is open."""
+    if not available():
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _run(what: str, operation: Callable[[Any], Any], default: Any = None) -> Any:
+    """Run `operation(client)`; on any Redis failure log a warning, open the breaker for
+    this location and return `default` — the caller then uses the database."""
+    client = _client()
+    if client is None:
+        return default
+    try:
+        return operation(client)
+    except Exception as exc:  # redis errors, socket errors, a bad value in a key: all a miss
+        _down_until[_location()] = time.monotonic() + BREAKER_SECONDS
+        logger.warning("redis %s failed; serving from the database: %s", what, exc)
+        return default
+
+
+def keys(thread_id: str) -> tuple[str, str, str]:
+    """(meta, messages, state) of a thread; one hash tag, so one cluster slot."""
+    tag = f"tl:{{{thread_id}}}"
+    return f"{tag}:meta", f"{tag}:messages", f"{tag}:state"
+
+
+def _ttl() -> int:
+    return int(settings.HOT_TTL_SECONDS)
+
+
+def _pairs(members: Sequence[Member]) -> list[Any]:
+    flat: list[Any] = []
+    for seq, member in members:
+        flat.append(seq)
+        flat.append(member)
+    return flat
+
+
+def _state_json(state: Any) -> str:
+    return json.dumps(state, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+# --- Reads -----------------------------------------------------------------------------
+
+
+def page(*, thread, after_seq: int, limit: int) -> tuple[list[bytes], int | None] | None:
+    """Up to `limit` messages after `after_seq` as JSON bytes, plus the next cursor; None on
+    a miss (nothing cached, another version cached, incomplete, or Redis unavailable).
+
+    One MULTI/EXEC round trip; a hit also slides the TTL of the thread's keys."""
+    meta, messages, state = keys(thread.pk)
+    ttl = _ttl()
+
+    def read(client):
+        pipe = client.pipeline(transaction=True)
+        pipe.hmget(meta, "hv", "n")
+        pipe.zcard(messages)
+        pipe.zrangebyscore(
+            messages, f"({after_seq}", "+inf", start=0, num=limit + 1, withscores=True
+        )
+        for key in (meta, messages, state):
+            pipe.expire(key, ttl)
+        return pipe.execute()
+
+    result = _run("read", read)
+    if result is None:
+        return None
+    (hv, n), card, rows = result[0], result[1], result[2]
+    if hv is None or n is None or int(hv) != thread.history_version or int(n) != card:
+        return None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [member for member, _ in rows], (int(rows[-1][1]) if more else None)
+
+
+def state_get(*, thread) -> tuple[bool, Any]:
+    """(hit, state): the cached state slice when it reflects the row's history version."""
+    meta, _, state = keys(thread.pk)
+
+    def read(client):
+        pipe = client.pipeline(transaction=True)
+        pipe.hget(meta, "hv")
+        pipe.get(state)
+        return pipe.execute()
+
+    result = _run("state read", read)
+    if result is None or result[0] is None or result[1] is None:
+        return False, None
+    if int(result[0]) != thread.history_version:
+        return False, None
+    return True, json.loads(result[1])
+
+
+def probe() -> tuple[str, str]:
+    """Readiness: "ok" when Redis answers, "degraded" when it does not (requests are then
+    served from the database), "ok" with "off" when no Redis is configured."""
+    if not enabled():
+        return "ok", "off (REDIS_URL unset)"
+    parts = urlsplit(_location())
+    where = f"{parts.hostname}:{parts.port}{parts.path}"  # never the password
+    try:
+        from django_redis import get_redis_connection
+
+        get_redis_connection("default").ping()
+    except Exception as exc:
+        return "degraded", f"{where}: {exc}"[:200]
+    return "ok", where
+
+
+# --- Writes ----------------------------------------------------------------------------
+
+
+def rebuild(*, thread_id: str, history_version: int, members: Sequence[Member], state: Any) -> bool:
+    """Store a complete history at `history_version` unless the cache already has it or a
+    newer one. `members` in seq order. Returns whether it wrote."""
+    meta, messages, state_key = keys(thread_id)
+    args = [history_version, _ttl(), _state_json(state), *_pairs(members)]
+    written = _run(
+        "rebuild",
+        lambda client: client.register_script(_REBUILD)(
+            keys=[meta, messages, state_key], args=args
+        ),
+        default=0,
+    )
+    return written == 1
+
+
+def _delta(thread_id: str, op: str, old: int, new: int, *args: Any) -> None:
+    meta, messages, state = keys(thread_id)
+    _run(
+        f"{op} write-through",
+        lambda client: client.register_script(_DELTA)(
+            keys=[meta, messages, state], args=[op, old, new, _ttl(), *args]
+        ),
+    )
+
+
+def drop(thread_id: str) -> None:
+    """Delete the thread's keys (after a flush, or when a change is easier to rebuild)."""
+    _run("drop", lambda client: client.delete(*keys(thread_id)))
+
+
+# The write-through of each kind of change, registered to run after the commit of the
+# transaction it is called in (immediately when there is none). Callers hold the thread's
+# row lock, so `old` is exact and `new` == old + 1.
+
+
+def on_commit_append(
+    *, thread_id: str, old_version: int, new_version: int, members: Sequence[Member]
+) -> None:
+    if enabled():
+        pairs = _pairs(members)
+        transaction.on_commit(
+            lambda: _delta(thread_id, "append", old_version, new_version, *pairs), robust=True
+        )
+
+
+def on_commit_truncate(
+    *, thread_id: str, old_version: int, new_version: int, from_seq: int
+) -> None:
+    if enabled():
+        transaction.on_commit(
+            lambda: _delta(thread_id, "truncate", old_version, new_version, from_seq), robust=True
+        )
+
+
+def on_commit_state(*, thread_id: str, old_version: int, new_version: int, state: Any) -> None:
+    if enabled():
+        body = _state_json(state)
+        transaction.on_commit(
+            lambda: _delta(thread_id, "state", old_version, new_version, body), robust=True
+        )
+
+
+def on_commit_rebuild(
+    *, thread_id: str, history_version: int, members: Sequence[Member], state: Any
+) -> None:
+    """A whole new history (replace, hydrate): write it as a rebuild after the commit."""
+    if enabled():
+        transaction.on_commit(
+            lambda: rebuild(
+                thread_id=thread_id,
+                history_version=history_version,
+                members=members,
+                state=state,
+            ),
+            robust=True,
+        )
+
+
+def on_commit_drop(*, thread_id: str) -> None:
+    """Drop the keys after the commit; the next read rebuilds. For paths that change history
+    in ways simpler to rebuild than to patch (compaction, flush)."""
+    if enabled():
+        transaction.on_commit(lambda: drop(thread_id), robust=True)
