@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--floor", type=int, default=2000, help="timed GET /healthz (default 2000; 0 skips)")
     add("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     add(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker (default 1: sync workers; >1: gthread with keep-alive)",
+    )
+    add(
         "--pg",
         default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
@@ -272,7 +278,8 @@ def report(args, info: dict[str, Any], runs: dict[str, Run], get_bytes: int) -> 
 
     print()
     print(
-        f"Threadline append/read benchmark — gunicorn {args.workers} sync workers, "
+        f"Threadline append/read benchmark — gunicorn {args.workers} "
+        f"{'sync workers' if args.threads == 1 else f'gthread workers × {args.threads} threads'}, "
         f"PostgreSQL {info['postgres']}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"load average {info['load']:.2f} at start"
     )
@@ -381,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     key = tenant["api_key"]
 
     step(f"starting gunicorn ({args.workers} workers)")
-    with gunicorn(env=env, workers=args.workers) as base:
+    threads = ["--threads", str(args.threads)] if args.threads > 1 else []
+    with gunicorn(env=env, workers=args.workers, extra_args=threads) as base:
         step(f"server at {base}; creating project and threads")
         admin = Client(base, key)
         project = admin.json("POST", "/api/v1/projects/", {"name": "bench"}, expect=201)["id"]

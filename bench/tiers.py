@@ -69,7 +69,7 @@ VOCABULARY = (
     "queue worker task session thread message summary token context window prompt agent "
     "plan step next check update version release schedule customer invoice account order "
     "payment refund ticket priority high low medium please could you thanks sure here "
-    "done running pending blocked ready because however then also only still just very"
+    "done running pending blocked ready however then also only still just very"
 ).split()
 
 
@@ -310,11 +310,12 @@ def bench_get(args, key: str, thread_id: str, redis_client) -> tuple[dict[str, R
         clients = {"cache": Client(cached_base, key), "database": Client(db_base, key)}
         size = 0
         for name, client in clients.items():
-            for _ in range(args.warmup):
-                body = client.json("GET", path)
-                if len(body["results"]) != args.history:
-                    raise BenchError(f"{name}: GET returned {len(body['results'])} messages")
-                size = len(json.dumps(body, separators=(",", ":")))
+            for _ in range(max(args.warmup, 1)):
+                status, data = client.raw("GET", path)
+                results = json.loads(data).get("results", []) if status == 200 else []
+                if len(results) != args.history:
+                    raise BenchError(f"{name}: GET → {status}, {len(results)} messages")
+                size = len(data)
         if redis_client.hget(cache_keys[0], "hv") is None:
             raise BenchError("the Redis cache of the GET thread was not built by the warm-up")
 

@@ -427,6 +427,18 @@ class MessageIn:
     token_estimate: int = 0
     client_id: bool = True
 
+    def row(self, *, thread_id: str, seq: int, created_at) -> Message:
+        return Message(
+            thread_id=thread_id,
+            message_id=self.id,
+            seq=seq,
+            role=self.role,
+            content=self.content,
+            metadata=self.metadata,
+            token_estimate=self.token_estimate,
+            created_at=created_at,
+        )
+
 
 @dataclass
 class AppendResult:
@@ -512,18 +524,7 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
             seq += 1
             known[m.id] = seq
             tokens += m.token_estimate
-            rows.append(
-                Message(
-                    thread_id=thread.pk,
-                    message_id=m.id,
-                    seq=seq,
-                    role=m.role,
-                    content=m.content,
-                    metadata=m.metadata,
-                    token_estimate=m.token_estimate,
-                    created_at=now,
-                )
-            )
+            rows.append(m.row(thread_id=thread.pk, seq=seq, created_at=now))
             result.messages.append({"id": m.id, "seq": seq})
         if rows:
             Message.objects.bulk_create(rows)
@@ -595,18 +596,7 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
         seq, now, rows = locked.last_seq, timezone.now(), []
         for m in prepared:
             seq += 1
-            rows.append(
-                Message(
-                    thread_id=thread.pk,
-                    message_id=m.id,
-                    seq=seq,
-                    role=m.role,
-                    content=m.content,
-                    metadata=m.metadata,
-                    token_estimate=m.token_estimate,
-                    created_at=now,
-                )
-            )
+            rows.append(m.row(thread_id=thread.pk, seq=seq, created_at=now))
             result.messages.append({"id": m.id, "seq": seq})
         Message.objects.bulk_create(rows, batch_size=500)
         Thread.objects.filter(pk=thread.pk).update(

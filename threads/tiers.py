@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -255,6 +255,42 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
     )
 
 
+def _insert_messages(thread_id: str, rows: list[Message]) -> None:
+    """Insert restored rows. On PostgreSQL one COPY: for a 10,000-message thread it takes a
+    fraction of bulk_create's time (80,000 bound parameters across ten INSERTs)."""
+    if connection.vendor != "postgresql":
+        Message.objects.bulk_create(rows, batch_size=1000)
+        return
+    columns = (
+        "thread_id",
+        "message_id",
+        "seq",
+        "role",
+        "content",
+        "metadata",
+        "token_estimate",
+        "created_at",
+    )
+    sql = f"COPY {Message._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    thread_id,
+                    row.message_id,
+                    row.seq,
+                    row.role,
+                    json.dumps(row.content, ensure_ascii=False),
+                    json.dumps(row.metadata, ensure_ascii=False),
+                    row.token_estimate,
+                    row.created_at,
+                )
+            )
+
+
+_ROLES = frozenset(Role.values)  # Role.values builds a new list on every access
+
+
 def _native_message(parsed: Any, after_seq: int) -> Message | None:
     """A message we wrote (the API's JSON), or None if it is not one."""
     if not isinstance(parsed, dict):
@@ -265,7 +301,7 @@ def _native_message(parsed: Any, after_seq: int) -> Message | None:
         _valid_id(parsed.get("id"))
         and isinstance(seq, int)
         and seq > after_seq
-        and role in Role.values
+        and role in _ROLES
         and "content" in parsed
         and isinstance(parsed.get("metadata"), dict)
         and isinstance(tokens, int)
@@ -290,7 +326,7 @@ def _foreign_message(
     body = parsed if isinstance(parsed, dict) else {}
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     role = body.get("role")
-    if role not in Role.values:
+    if role not in _ROLES:
         role = _FOREIGN_ROLES.get(body.get("role") or body.get("type"))
     content = body["content"] if "content" in body else data.get("content")
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
@@ -507,7 +543,7 @@ def _hydrate_commit(
             return locked  # a concurrent hydrate restored it first
         if locked.last_flushed_at != thread.last_flushed_at:
             return None
-        Message.objects.bulk_create(snapshot.rows, batch_size=1000)
+        _insert_messages(locked.pk, snapshot.rows)
         state = snapshot.state if snapshot.state is not None else locked.state
         Thread.objects.filter(pk=locked.pk).update(
             tier=Tier.HOT,

@@ -6,7 +6,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from common.api.serializers import StrictSerializer
-from threads.models import Compaction, QueuedMessage, Role
+from threads.api.serializers import MessageOutSerializer
+from threads.models import Compaction, QueuedMessage
 
 # --- Compaction ------------------------------------------------------------------------
 
@@ -55,18 +56,8 @@ class CompactionPageSerializer(serializers.Serializer):
     next = serializers.CharField(allow_null=True, help_text="Pass as ?cursor=.")
 
 
-class OriginalMessageSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    seq = serializers.IntegerField()
-    role = serializers.ChoiceField(choices=Role.choices)
-    content = serializers.JSONField()
-    metadata = serializers.DictField()
-    token_estimate = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-
-
 class OriginalsPageSerializer(serializers.Serializer):
-    results = OriginalMessageSerializer(many=True)
+    results = MessageOutSerializer(many=True)
     next = serializers.CharField(allow_null=True, help_text="Pass as ?cursor= (the last seq).")
 
 
