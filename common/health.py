@@ -24,7 +24,23 @@ def probe_database() -> tuple[str, str]:
     return "ok", connection.vendor
 
 
-READINESS_PROBES: dict[str, Probe] = {"database": probe_database}
+def probe_broker() -> tuple[str, str]:
+    """The Celery broker answers a connection. Without it nothing new reaches the workers
+    (compaction, warming, sweeps), but reads and writes are still served: "degraded"."""
+    from config.celery import app
+
+    connection_ = app.connection_for_write()
+    try:
+        connection_.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+        return "ok", connection_.as_uri()
+    except Exception as exc:  # kombu raises OperationalError and friends
+        logger.warning("broker unreachable: %s", exc)
+        return "degraded", f"{connection_.as_uri()}: {type(exc).__name__}"
+    finally:
+        connection_.release()
+
+
+READINESS_PROBES: dict[str, Probe] = {"database": probe_database, "broker": probe_broker}
 
 
 def healthz(request):

@@ -213,6 +213,16 @@ def _apply(
     )
     if not updated:
         raise _illegal(session.pk, t.action)
+    if S.LOCKED in t.sources:
+        # The lock token is cleared above, so a handoff that held it can never commit. A
+        # live one rolls itself back; one whose process died would leave its rows pending
+        # forever (the lock sweep only sees locked sessions), so close them here. Served
+        # by handoff_source_created.
+        Handoff.objects.filter(source_session_id=session.pk, outcome=HandoffOutcome.PENDING).update(
+            outcome=HandoffOutcome.ROLLED_BACK,
+            error=f"The source session left locked ({t.action}) before the handoff committed.",
+            completed_at=now,
+        )
     _edge_follow(session.pk, t.target)
     _sync_lifecycle(thread, turn_started=turn_started)
     _event(session, t.event, status=t.target, **payload)

@@ -68,3 +68,23 @@ def test_readyz_stays_200_when_an_optional_dependency_is_degraded(client, monkey
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_endpoints_answer_head(client, path):
     assert client.head(path).status_code == 200
+
+
+def test_readyz_reports_the_celery_broker_ok(client):
+    # the test broker is this machine's Redis
+    body = client.get("/readyz").json()
+    assert body["checks"]["broker"]["status"] == "ok"
+    assert body["checks"]["broker"]["detail"].startswith("redis://")
+
+
+def test_readyz_reports_a_dead_broker_as_degraded_not_down(client, monkeypatch):
+    # given: the broker URL points at a port where nothing listens (Celery reads the
+    # environment variable before its own configuration)
+    from tests.s3 import free_port
+
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    # when
+    response = client.get("/readyz")
+    # then: the API still serves, so the instance stays ready
+    assert response.status_code == 200
+    assert response.json()["checks"]["broker"]["status"] == "degraded", response.json()

@@ -13,6 +13,8 @@ BODY = {400, 413, 415}  # what any request body can earn: malformed, too large, 
 ALWAYS = {401, 429}
 
 # path → method → (success statuses, error statuses, takes a request body)
+# Restoring a cold thread first can fail: 503 (cold storage) and 409 thread_busy.
+HYDRATES = {409, 503}
 ENDPOINTS: dict[str, dict[str, tuple[set[int], set[int], bool]]] = {
     "/api/v1/projects/": {
         "get": ({200}, {400}, False),
@@ -34,17 +36,19 @@ ENDPOINTS: dict[str, dict[str, tuple[set[int], set[int], bool]]] = {
     "/api/v1/threads/{id}/archive/": {"post": ({200}, {404, 409}, False)},
     "/api/v1/threads/{id}/close/": {"post": ({200}, {404, 409}, False)},
     "/api/v1/threads/{id}/open/": {"post": ({200}, {404, 409}, False)},
-    "/api/v1/threads/{id}/fork/": {"post": ({201}, BODY | {404}, True)},
+    "/api/v1/threads/{id}/fork/": {"post": ({201}, BODY | HYDRATES | {404}, True)},
     "/api/v1/threads/{id}/state/": {
         "get": ({200}, {404}, False),
-        "put": ({200}, BODY | {404, 409}, True),
+        "put": ({200}, BODY | HYDRATES | {404, 409}, True),
     },
     "/api/v1/threads/{id}/messages/": {
-        "get": ({200}, {400, 404}, False),
-        "post": ({200, 201}, BODY | {404, 409}, True),
-        "put": ({200}, BODY | {404, 409}, True),
+        "get": ({200}, HYDRATES | {400, 404}, False),
+        "post": ({200, 201}, BODY | HYDRATES | {404, 409}, True),
+        "put": ({200}, BODY | HYDRATES | {404, 409}, True),
     },
-    "/api/v1/threads/{id}/messages/truncate/": {"post": ({200}, BODY | {404, 409}, True)},
+    "/api/v1/threads/{id}/messages/truncate/": {
+        "post": ({200}, BODY | HYDRATES | {404, 409}, True)
+    },
     "/api/v1/events/": {"get": ({200}, {400}, False)},
 }
 

@@ -14,7 +14,8 @@ transaction across slow I/O (invariant 4). Its steps, in this order:
 5. in one short transaction under the thread's row lock, and only if the summarized
    messages are exactly the ones read in step 2 (nothing truncated, replaced or flushed
    meanwhile; appends are fine, they land after the cut and are kept), replace them with
-   the summary message, record the Compaction and the event `thread.compacted`.
+   the summary message (their ids stay known to appends: CompactedMessageId), record the
+   Compaction and the event `thread.compacted`.
 
 If step 5 finds the history changed under it, the run starts again from step 2 (a few
 times); if the provider fails with something retryable, the row goes back to queued and the
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Sum, When
 from django.utils import timezone
 
@@ -50,6 +51,7 @@ from threads.conversation import (
 )
 from threads.models import (
     COMPACTION_PENDING,
+    CompactedMessageId,
     Compaction,
     CompactionStatus,
     CompactionTrigger,
@@ -498,6 +500,31 @@ def _run(compaction: Compaction) -> None:
     raise HistoryChanged
 
 
+def _record_compacted_ids(thread_id: str, *, cut_seq: int, compaction_id: str) -> None:
+    """Record the ids and seqs of the messages about to be summarized away (seq ≤ cut_seq)
+    as CompactedMessageId rows: one INSERT … SELECT from the rows themselves (the ORM has
+    none; cf. services._copy_messages), inside the commit's transaction and row lock, so an
+    append sees either the message or its id, never neither. The ids are disjoint from those
+    already recorded; DO NOTHING only keeps an inconsistency from failing the compaction."""
+    qn = connection.ops.quote_name
+    ids, messages = CompactedMessageId._meta, Message._meta
+
+    def col(meta, name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(ids.db_table)} "
+            f"({col(ids, 'thread')}, {col(ids, 'message_id')}, {col(ids, 'seq')}, "
+            f"{col(ids, 'compaction')}) "
+            f"SELECT {col(messages, 'thread')}, {col(messages, 'message_id')}, "
+            f"{col(messages, 'seq')}, %s FROM {qn(messages.db_table)} "
+            f"WHERE {col(messages, 'thread')} = %s AND {col(messages, 'seq')} <= %s "
+            "ON CONFLICT DO NOTHING",
+            [compaction_id, thread_id, cut_seq],
+        )
+
+
 def _commit(
     compaction: Compaction,
     read: _Read,
@@ -532,6 +559,8 @@ def _commit(
         kept = Message.objects.filter(thread_id=thread.pk, seq__gt=read.cut_seq)
         kept_stats = kept.aggregate(count=Count("pk"), tokens=Sum("token_estimate"))
         kept_count, kept_tokens = kept_stats["count"], kept_stats["tokens"] or 0
+        # Their ids stay known to appends (invariant 2) before the rows go.
+        _record_compacted_ids(thread.pk, cut_seq=read.cut_seq, compaction_id=compaction.pk)
         Message.objects.filter(thread_id=thread.pk, seq__lte=read.cut_seq).delete()
 
         # The summary goes first, so the kept messages move after it: new seqs continue

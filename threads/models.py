@@ -390,3 +390,38 @@ class QueuedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+
+class CompactedMessageId(models.Model):
+    """The id of a message a compaction summarized away, with the seq it had.
+
+    Appends are idempotent per message id across compactions (DESIGN.md invariant 2): the
+    message's row is gone (its content is archived, see Compaction.archive_key), but a
+    client retrying its append must still get it back as a duplicate. Recorded by the
+    compaction's commit, in the transaction that deletes the rows; copied by a fork;
+    cleared by a replacement of the whole history (which forgets the live ids too); left
+    alone by a truncation. Lives in the database only: a flush keeps these rows (it deletes
+    message rows only), so they need not travel in the cold snapshot."""
+
+    thread = models.ForeignKey(
+        Thread, on_delete=models.CASCADE, related_name="compacted_ids", db_index=False
+    )
+    message_id = models.CharField(max_length=128)
+    seq = models.PositiveBigIntegerField(help_text="The seq the message had.")
+    # The compaction that summarized it (its archive holds the original). A fork's copies
+    # point at the source thread's compaction, so deleting that thread must not take them.
+    compaction = models.ForeignKey(
+        Compaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            # messages_append's duplicate check (thread_id = … AND message_id IN …), in the
+            # same round trip as its check of the live messages.
+            models.UniqueConstraint(
+                fields=("thread", "message_id"), name="compacted_message_id_thread_message"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id} {self.message_id} (#{self.seq}, compacted)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,12 @@ def metadata_filter(params: dict[str, str]) -> Q:
         except ValueError:
             pass
         else:
-            if not isinstance(decoded, str | dict | list):  # a number, true/false or null
+            # A number, true/false or null; not NaN or ±Infinity (json.loads reads "NaN",
+            # "Infinity" and "1e400" as floats jsonb cannot hold: a database error, not a
+            # match). Such a value can only be stored as a string, which `match` covers.
+            if not isinstance(decoded, str | dict | list) and not (
+                isinstance(decoded, float) and not math.isfinite(decoded)
+            ):
                 match |= Q(**{lookup: decoded})
         condition &= match
     return condition

@@ -36,6 +36,7 @@ from sessions_app.selectors import sessions_blocking
 from threads import hotcache
 from threads.models import (
     ApiKey,
+    CompactedMessageId,
     Event,
     Lifecycle,
     Message,
@@ -322,11 +323,20 @@ def thread_close(*, thread: Thread) -> Thread:
 
 
 def thread_open(*, thread: Thread) -> Thread:
-    """Re-open a closed conversation (back to idle); a no-op on one that is not closed."""
+    """Re-open a closed conversation; a no-op on one that is not closed. It goes back to idle,
+    or to active when a turn is running (a session can be active while the user has the
+    conversation closed). Sessions become active under the thread row lock taken here, so the
+    answer cannot go stale before the UPDATE."""
     _require_open(thread)
-    return _transition(
-        thread, "thread.opened", _OPEN & Q(lifecycle=Lifecycle.CLOSED), lifecycle=Lifecycle.IDLE
-    )
+    with transaction.atomic():
+        _lock(thread, "status")
+        _, running = sessions_blocking(thread_id=thread.pk, statuses=("active",))
+        return _transition(
+            thread,
+            "thread.opened",
+            _OPEN & Q(lifecycle=Lifecycle.CLOSED),
+            lifecycle=Lifecycle.ACTIVE if running else Lifecycle.IDLE,
+        )
 
 
 def thread_delete(*, thread: Thread) -> None:
@@ -374,7 +384,8 @@ def thread_state_set(*, thread: Thread, state: dict | None) -> Thread:
 
 @_on_hot_thread
 def thread_fork(*, thread: Thread, title: str | None = None) -> Thread:
-    """A new open thread in the same project with the same messages (ids and seqs) and state.
+    """A new open thread in the same project with the same messages (ids and seqs) and state,
+    and the same ids compacted away: appends to the fork dedup exactly as to the source.
 
     The source's row lock is held for the copy, so the fork is a consistent cut: an append
     racing the fork lands either wholly before it (and is copied) or wholly after."""
@@ -407,10 +418,17 @@ def _copy_messages(*, source_id: str, target_id: str) -> None:
     # message's content through the process twice.
     table = Message._meta.db_table
     columns = "message_id, seq, role, content, metadata, token_estimate, created_at"
+    compacted = CompactedMessageId._meta.db_table
+    compacted_columns = "message_id, seq, compaction_id"  # the source's compaction (archive)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (thread_id, {columns}) "
             f"SELECT %s, {columns} FROM {table} WHERE thread_id = %s",
+            [target_id, source_id],
+        )
+        cursor.execute(
+            f"INSERT INTO {compacted} (thread_id, {compacted_columns}) "
+            f"SELECT %s, {compacted_columns} FROM {compacted} WHERE thread_id = %s",
             [target_id, source_id],
         )
 
@@ -487,6 +505,21 @@ def _prepare(messages: list[dict[str, Any]]) -> list[MessageIn]:
     return prepared
 
 
+def _known_ids(thread_id: str, ids: list[str]) -> dict[str, int]:
+    """{id: seq} of those of `ids` the thread already has: its live messages and the ones a
+    compaction summarized away (which answer with the seq they had). One round trip, a
+    UNION ALL (the two sets are disjoint); read into a dict, so no ORDER BY."""
+    live = (
+        Message.objects.filter(thread_id=thread_id, message_id__in=ids)
+        .order_by()
+        .values_list("message_id", "seq")
+    )
+    compacted = CompactedMessageId.objects.filter(
+        thread_id=thread_id, message_id__in=ids
+    ).values_list("message_id", "seq")
+    return dict(live.union(compacted, all=True))
+
+
 # What an append reads under the lock: not metadata or state, which can be large.
 _APPEND_COLUMNS = ("tenant_id", "status", "last_seq", "history_version", "message_count")
 
@@ -497,7 +530,8 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
 
     Seqs are assigned under the thread's row lock, so concurrent appends serialize per
     thread and seqs stay contiguous; the duplicate check runs under the same lock, so two
-    clients retrying the same id store it once. A 2xx means the rows are committed.
+    clients retrying the same id store it once — also an id a compaction summarized away,
+    which answers with the seq it had. A 2xx means the rows are committed.
     """
     prepared = _prepare(messages)
     result = AppendResult()
@@ -505,15 +539,7 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
         locked = _lock_hot(thread, *_APPEND_COLUMNS)
         _require_open(locked)
         client_ids = [m.id for m in prepared if m.client_id]
-        known = (
-            dict(
-                Message.objects.filter(thread_id=thread.pk, message_id__in=client_ids)
-                .order_by()  # read into a dict: no ORDER BY (Meta.ordering) needed
-                .values_list("message_id", "seq")
-            )
-            if client_ids
-            else {}
-        )
+        known = _known_ids(thread.pk, client_ids) if client_ids else {}
         seq = locked.last_seq
         rows, tokens, now = [], 0, timezone.now()
         for m in prepared:
@@ -549,7 +575,8 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
 
 @_on_hot_thread
 def messages_truncate(*, thread: Thread, from_id: str) -> int:
-    """Remove the message `from_id` and every later one; returns how many were removed."""
+    """Remove the message `from_id` and every later one; returns how many were removed.
+    Ids compacted away stay known (a truncation only ever removes live messages)."""
     with transaction.atomic():
         locked = _lock_hot(thread)
         _require_open(locked)
@@ -583,7 +610,12 @@ def messages_truncate(*, thread: Thread, from_id: str) -> int:
 
 @_on_hot_thread
 def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> AppendResult:
-    """Replace the whole history. New seqs continue after the old last_seq (never reused)."""
+    """Replace the whole history. New seqs continue after the old last_seq (never reused).
+
+    A replacement resets the history's identity: the ids of the messages it removes are
+    forgotten (a later append of one is new), and so are the ids earlier compactions
+    summarized away — they were part of the same history, and keeping them would make an
+    append of an id the client just discarded a silent duplicate."""
     prepared = _prepare(messages)
     ids = [m.id for m in prepared]
     if len(set(ids)) != len(ids):
@@ -593,6 +625,7 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
         locked = _lock_hot(thread)
         _require_open(locked)
         removed, _ = Message.objects.filter(thread_id=thread.pk).delete()
+        CompactedMessageId.objects.filter(thread_id=thread.pk).delete()
         seq, now, rows = locked.last_seq, timezone.now(), []
         for m in prepared:
             seq += 1

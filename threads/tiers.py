@@ -11,6 +11,11 @@ superset of zeitlich's v1 snapshot:
      "token_estimate", "thread_created_at", "created_at" (when the snapshot was taken),
      "sha256": SHA-256 of the canonical JSON of "messages"}
 
+"dedupIds" lists the ids of the snapshot's messages, aligned with them. The ids of messages
+a compaction summarized away (CompactedMessageId) are not in it: they stay in the database,
+which a flush leaves alone (it deletes message rows only), so a hydrated thread still dedups
+them.
+
 A plain zeitlich v1 snapshot (only the first four keys) hydrates too: each string is parsed;
 the message id is its "id", else the dedupIds entry at the same index (when the two lists
 align), else a new `msg_…`; seqs are 1..n; anything we cannot map faithfully is kept in the

@@ -23,6 +23,11 @@ def parse_limit(raw: str | None, *, default: int) -> int:
     return int(raw)
 
 
+def limit_schema() -> dict:
+    """The OpenAPI schema of `limit`: what parse_limit accepts."""
+    return {"type": "integer", "minimum": 1, "maximum": settings.MAX_PAGE_SIZE}
+
+
 class CursorPagination(pagination.CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
@@ -91,6 +96,6 @@ class CursorPagination(pagination.CursorPagination):
                 "required": False,
                 "in": "query",
                 "description": f"Page size, 1 to {settings.MAX_PAGE_SIZE} (default 100).",
-                "schema": {"type": "integer"},
+                "schema": limit_schema(),
             },
         ]

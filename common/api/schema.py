@@ -9,8 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """StrictSerializer answers an unknown key with 400: say so (additionalProperties: false),
+    so a client or a fuzzer reading the schema does not take extra keys for valid input."""
+
+    target_class = "common.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
 
 ErrorSerializer = inline_serializer(
     name="Error",
@@ -44,13 +58,17 @@ _DESCRIPTIONS = {
 
 
 def errors(
-    *statuses: int, body: bool = False, conflicts: Iterable[str] = ()
+    *statuses: int, body: bool = False, conflicts: Iterable[str] = (), hydrates: bool = False
 ) -> dict[int, OpenApiResponse]:
     """Error responses for extend_schema(responses=...), all with the Error body.
 
-    `conflicts` names the 409 codes the endpoint answers (and implies 409)."""
-    conflicts = tuple(conflicts)
+    `conflicts` names the 409 codes the endpoint answers (and implies 409). `hydrates`: the
+    endpoint restores a cold thread first, so it can also answer 503 (cold storage down or a
+    corrupt snapshot) and 409 thread_busy (flushed again while being restored)."""
+    conflicts = tuple(conflicts) + (("thread_busy",) if hydrates else ())
     wanted = {401, 429, *statuses}
+    if hydrates:
+        wanted.add(503)
     if body:
         wanted |= {400, 413, 415}
     if conflicts:

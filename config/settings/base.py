@@ -158,7 +158,17 @@ SPECTACULAR_SETTINGS = {
     },
     "SECURITY": [{"ApiKey": []}],
     "AUTHENTICATION_WHITELIST": [],
-    "ENUM_NAME_OVERRIDES": {},
+    # Many models have a `status`; name each choice set instead of letting it be hashed.
+    "ENUM_NAME_OVERRIDES": {
+        "ThreadStatusEnum": "threads.models.ThreadStatus",
+        "SessionStatusEnum": "sessions_app.models.SessionStatus",
+        "SubSessionStatusEnum": "sessions_app.models.SubSessionStatus",
+        "OutcomeStatusEnum": "sessions_app.models.OutcomeStatus",
+        "WorkspaceStatusEnum": "sessions_app.models.WorkspaceStatus",
+        "CompactionStatusEnum": "threads.models.CompactionStatus",
+        "QueuedMessageStatusEnum": "threads.models.QueuedMessageStatus",
+        "HandoffOutcomeEnum": "handoffs.models.HandoffOutcome",
+    },
 }
 
 # --- Celery ----------------------------------------------------------------------------

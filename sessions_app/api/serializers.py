@@ -52,10 +52,6 @@ class SessionSerializer(serializers.ModelSerializer):
     previous_actors = ActorSerializer(many=True, read_only=True)
     workspace = WorkspaceSerializer(read_only=True, allow_null=True)
     usage = SessionUsageSerializer(source="*", read_only=True, help_text="The last settled turn's.")
-    # Only in the answer to turns/settle (the view sets it; absent elsewhere).
-    queued_messages = serializers.IntegerField(
-        read_only=True, help_text="turns/settle only: steering messages still queued."
-    )
 
     class Meta:
         model = Session
@@ -72,10 +68,24 @@ class SessionSerializer(serializers.ModelSerializer):
             "lock_expires_at",
             "usage",
             "last_settled_at",
-            "queued_messages",
             "created_at",
             "updated_at",
         )
+        read_only_fields = fields
+
+
+class SessionSettleResultSerializer(SessionSerializer):
+    """The answer to turns/settle: the session and how many steering messages are queued.
+
+    A subclass, not an optional field of SessionSerializer: OpenAPI marks every read-only
+    field required, so a field only one endpoint fills would break every other's schema."""
+
+    queued_messages = serializers.IntegerField(
+        read_only=True, help_text="Steering messages still queued for the next turn."
+    )
+
+    class Meta(SessionSerializer.Meta):
+        fields = (*SessionSerializer.Meta.fields, "queued_messages")
         read_only_fields = fields
 
 

@@ -23,6 +23,7 @@ from sessions_app.api.serializers import (
     SessionFailSerializer,
     SessionInterventionSerializer,
     SessionSerializer,
+    SessionSettleResultSerializer,
     SessionSpawnSerializer,
     SessionSummaryInSerializer,
     SessionSummaryResultSerializer,
@@ -39,9 +40,15 @@ WITH_EDGE = {201: SessionWithEdgeSerializer}
 TRANSITION_CONFLICTS = ("illegal_transition", "thread_archived")
 
 
-def _transition_schema(summary: str, request=None, conflicts=TRANSITION_CONFLICTS) -> dict:
-    responses = errors(404, body=request is not None, conflicts=conflicts)
-    return {"summary": summary, "request": request, "responses": {**SESSION, **responses}}
+def _transition_schema(
+    summary: str,
+    request=None,
+    conflicts=TRANSITION_CONFLICTS,
+    hydrates: bool = False,
+    response=SessionSerializer,
+) -> dict:
+    responses = errors(404, body=request is not None, conflicts=conflicts, hydrates=hydrates)
+    return {"summary": summary, "request": request, "responses": {200: response, **responses}}
 
 
 def session_response(session: Session, status_code: int = 200) -> Response:
@@ -89,13 +96,17 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     # --- Turns and status changes ------------------------------------------------------
 
-    @extend_schema(**_transition_schema("Start a turn (idle → active)"))
+    @extend_schema(**_transition_schema("Start a turn (idle → active)", hydrates=True))
     @action(detail=True, methods=["post"], url_path="turns/start", url_name="turns-start")
     def turns_start(self, request: Request, pk: str) -> Response:
         return session_response(services.session_turn_start(session=self.get_object()))
 
     @extend_schema(
-        **_transition_schema("Settle a turn with its usage (active → idle)", TurnSettleSerializer)
+        **_transition_schema(
+            "Settle a turn with its usage (active → idle)",
+            TurnSettleSerializer,
+            response=SessionSettleResultSerializer,
+        )
     )
     @action(detail=True, methods=["post"], url_path="turns/settle", url_name="turns-settle")
     def turns_settle(self, request: Request, pk: str) -> Response:
@@ -105,7 +116,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         session = services.session_turn_settle(session=session, usage=usage)
         # How many steering messages are still queued: the runtime's cue for the next turn.
         session.queued_messages = queue_count(thread=session.thread)
-        return session_response(session)
+        return Response(SessionSettleResultSerializer(session).data)
 
     @extend_schema(**_transition_schema("Ask a human (active → awaiting_hitl)"))
     @action(detail=True, methods=["post"], url_path="hitl/request", url_name="hitl-request")

@@ -5,8 +5,12 @@ with an accurate partial_state. The failures are real (git refuses)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
+from django.utils import timezone
+
+from handoffs import services as handoff_services
 from handoffs.models import Handoff
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
@@ -102,11 +106,18 @@ def test_a_single_handoff_with_no_usable_backend_rolls_back(api, session, settin
     assert (row.outcome, row.recipient, row.recipient_session) == ("rolled_back", AGENT, None)
 
 
-def test_a_lease_that_expires_during_provisioning_rolls_back(api, session, git_repo, settings):
-    settings.SESSION_LOCK_LEASE_SECONDS = 1
-    hook = git_repo / ".git" / "hooks" / "post-checkout"
-    hook.write_text("#!/bin/sh\nsleep 1.2\n")
-    hook.chmod(0o755)
+def test_a_lease_that_expires_during_provisioning_rolls_back(api, session, git_repo, monkeypatch):
+    # The worktree is made for real, and meanwhile the lease runs out (moved into the past,
+    # rather than waited out: as if `git worktree add` had outlasted it).
+    provision = handoff_services.workspace_provision
+
+    def provision_past_the_lease(**kwargs):
+        workspace = provision(**kwargs)
+        past = timezone.now() - timedelta(seconds=1)
+        Session.objects.filter(pk=session.pk).update(lock_expires_at=past)
+        return workspace
+
+    monkeypatch.setattr(handoff_services, "workspace_provision", provision_past_the_lease)
 
     response = handoff(api, session, [AGENT], workspace_backend="git-worktree")
 

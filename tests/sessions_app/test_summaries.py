@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from handoffs import services as handoff_services
+from handoffs.models import Handoff
 from sessions_app import services
 from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
@@ -50,6 +52,25 @@ def test_a_summary_also_settles_locked_and_awaiting_merge(api, session, status):
 
     assert response.status_code == 201, response.content
     assert response.json()["session"]["status"] == "idle"
+
+
+def test_a_summary_of_a_session_locked_by_a_dead_handoff_closes_that_handoff(api, session):
+    # given: a handoff's lock phase, then nothing (its process died)
+    handoff_services._lock(
+        source=session,
+        project=session.project,
+        mode="single",
+        expected=0,
+        recipients=[AGENT],
+        backend="none",
+    )
+
+    response = summarize(api, session)
+
+    assert response.status_code == 201, response.content
+    source = Session.objects.get(pk=session.pk)
+    assert (source.status, source.owner_version, source.lock_token) == ("idle", 0, "")
+    assert Handoff.objects.get().outcome == "rolled_back"  # not pending forever
 
 
 def test_the_same_summary_again_is_a_no_op(api, session):

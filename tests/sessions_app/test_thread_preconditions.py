@@ -179,3 +179,19 @@ def test_the_admin_bulk_delete_skips_threads_with_sessions(admin_client, thread,
     assert response.status_code == 200
     assert Thread.objects.filter(pk=thread.pk).exists()
     assert "Not deleted: 1 thread_not_empty" in response.content.decode()
+
+
+def test_reopening_a_closed_thread_during_a_turn_makes_it_active(api, thread, session):
+    # given: a turn is running while the user closed the conversation
+    services.session_turn_start(session=session)
+    assert api.post(f"/api/v1/threads/{thread.id}/close").json()["lifecycle"] == "closed"
+    # when
+    response = api.post(f"/api/v1/threads/{thread.id}/open")
+    # then: lifecycle follows the running session, not a blind idle
+    assert response.status_code == 200
+    assert response.json()["lifecycle"] == "active"
+
+
+def test_reopening_a_closed_thread_without_a_turn_makes_it_idle(api, thread, session):
+    api.post(f"/api/v1/threads/{thread.id}/close")
+    assert api.post(f"/api/v1/threads/{thread.id}/open").json()["lifecycle"] == "idle"

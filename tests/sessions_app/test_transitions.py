@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from handoffs import services as handoff_services
+from handoffs.models import Handoff
 from sessions_app import services
-from sessions_app.models import Session, SessionStatus
+from sessions_app.models import Session, SessionStatus, SubSession, Workspace
 from tests.conftest import assert_error
-from tests.sessions_app.fixtures import AGENT, url
+from tests.sessions_app.fixtures import AGENT, USER, agent, url
 from threads import services as thread_services
 from threads.models import Event, Thread
 
@@ -28,6 +30,7 @@ ENDPOINTS = {
     "fail": ("fail", {}),
     "archive": ("archive", None),
     "merge": ("merge", None),
+    "spawn": ("spawn", {"actor": AGENT}),
 }
 
 
@@ -90,15 +93,65 @@ def test_hitl_round_trip(api, session):
         ("start", "archived", "start_turn"),
         ("fail", "archived", "fail"),
         ("archive", "archived", "archive"),
+        # locked and awaiting_merge are left only through handoffs (and fail, and a summary).
+        ("start", "locked", "start_turn"),
+        ("settle", "locked", "settle_turn"),
+        ("hitl_request", "locked", "request_hitl"),
+        ("hitl_resolve", "locked", "resolve_hitl"),
+        ("archive", "locked", "archive"),
+        ("merge", "locked", "merge"),
+        ("spawn", "locked", "spawn"),
+        ("start", "awaiting_merge", "start_turn"),
+        ("settle", "awaiting_merge", "settle_turn"),
+        ("hitl_request", "awaiting_merge", "request_hitl"),
+        ("hitl_resolve", "awaiting_merge", "resolve_hitl"),
+        ("archive", "awaiting_merge", "archive"),
+        ("spawn", "awaiting_merge", "spawn"),
     ],
 )
 def test_any_other_transition_is_409_illegal_transition(api, session, path, starting, action):
     _bring_to(session, starting)
+    before = _state(session)
 
     details = assert_error(post(api, session, path), 409, "illegal_transition")
 
     assert details == {"from": starting, "action": action}
-    assert status_of(session) == starting
+    assert _state(session) == before
+
+
+def _state(session) -> dict:
+    """What a refused transition must leave as it was: the session row and its children."""
+    return {
+        "session": Session.objects.filter(pk=session.pk)
+        .values("status", "owner_version", "current_actor", "lock_token", "lock_expires_at")
+        .get(),
+        "sessions": Session.objects.count(),
+        "subsessions": list(SubSession.objects.order_by("pk").values_list("pk", "status")),
+    }
+
+
+def _lock_for_a_handoff(*, session) -> None:
+    """The lock phase of a real single handoff, and nothing after it (as if its recipient's
+    workspace were still being provisioned): the source is locked with a live lease."""
+    handoff_services._lock(
+        source=session,
+        project=session.project,
+        mode="single",
+        expected=session.owner_version,
+        recipients=[AGENT],
+        backend="none",
+    )
+
+
+def _broadcast_to_two(*, session) -> None:
+    """A committed broadcast: the source awaits the merge of its two children."""
+    handoff_services.handoff_execute(
+        tenant=session.tenant,
+        mode="broadcast",
+        source_session_id=session.pk,
+        expected_owner_version=session.owner_version,
+        recipients=[agent(1), agent(2)],
+    )
 
 
 def _bring_to(session, status):
@@ -106,6 +159,8 @@ def _bring_to(session, status):
         "idle": [],
         "active": [services.session_turn_start],
         "awaiting_hitl": [services.session_turn_start, services.session_hitl_request],
+        "locked": [_lock_for_a_handoff],
+        "awaiting_merge": [_broadcast_to_two],
         "failed": [services.session_fail],
         "archived": [services.session_archive],
     }[status]
@@ -114,7 +169,9 @@ def _bring_to(session, status):
     assert status_of(session) == status
 
 
-@pytest.mark.parametrize("starting", ["idle", "active", "awaiting_hitl", "failed"])
+@pytest.mark.parametrize(
+    "starting", ["idle", "active", "awaiting_hitl", "locked", "awaiting_merge", "failed"]
+)
 def test_fail_works_from_any_status_but_archived(api, session, starting):
     _bring_to(session, starting)
 
@@ -122,6 +179,93 @@ def test_fail_works_from_any_status_but_archived(api, session, starting):
 
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "failed"
+
+
+def test_failing_a_locked_session_releases_the_lock_and_its_handoff_rolls_back(
+    api, session, workspace_root, monkeypatch
+):
+    # given: a real handoff whose source is failed over the API while its workspace is made
+    provision = handoff_services.workspace_provision
+    failed = []
+
+    def provision_then_fail(**kwargs):
+        workspace = provision(**kwargs)
+        failed.append(api.post(url(session, "fail"), {"reason": "operator gave up"}))
+        return workspace
+
+    monkeypatch.setattr(handoff_services, "workspace_provision", provision_then_fail)
+
+    # when
+    response = api.post(
+        "/api/v1/handoffs/",
+        {
+            "mode": "single",
+            "source_session": session.pk,
+            "expected_owner_version": 0,
+            "recipients": [AGENT],
+            "workspace_backend": "directory",
+        },
+    )
+
+    # then: the fail won; the handoff could not commit over it and undid its work
+    assert failed[0].status_code == 200, failed[0].content
+    assert failed[0].json()["status"] == "failed"
+    assert_error(response, 409, "lock_expired")
+    source = Session.objects.get(pk=session.pk)
+    assert (source.status, source.owner_version, source.current_actor) == ("failed", 0, USER)
+    assert (source.lock_token, source.lock_expires_at) == ("", None)
+    assert Session.objects.count() == 1
+    assert not SubSession.objects.exists()
+    assert Handoff.objects.get().outcome == "rolled_back"
+    assert Workspace.objects.get().status == "disposed"
+    kinds = Event.objects.filter(session_id=session.pk).values_list("kind", flat=True)
+    assert list(kinds) == [
+        "session.created",
+        "handoff.locked",
+        "session.failed",
+        "handoff.rolled_back",
+    ]
+    rolled_back = Event.objects.get(session_id=session.pk, kind="handoff.rolled_back")
+    assert rolled_back.payload["source_reverted"] is False  # it stays failed, not idle
+
+
+def test_failing_a_session_whose_handoff_died_after_its_lock_leaves_no_pending_handoff(
+    api, session
+):
+    # given: the lock phase, then nothing (the process died): no rollback will ever run
+    _lock_for_a_handoff(session=session)
+
+    # when
+    response = api.post(url(session, "fail"), {"reason": "stuck"})
+
+    # then: the lock is gone, and so is the pending handoff that can never commit now
+    assert response.status_code == 200, response.content
+    source = Session.objects.get(pk=session.pk)
+    assert (source.status, source.lock_token, source.lock_expires_at) == ("failed", "", None)
+    row = Handoff.objects.get()
+    assert (row.outcome, row.recipient_session) == ("rolled_back", None)
+    assert "left locked (fail)" in row.error
+    assert services.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
+
+
+def test_failing_a_session_awaiting_merge_leaves_its_broadcast_children_running(api, session):
+    _bring_to(session, "awaiting_merge")
+    children = list(SubSession.objects.filter(parent=session).values_list("child_id", "status"))
+
+    response = api.post(url(session, "fail"), {"reason": "the plan was wrong"})
+
+    assert response.status_code == 200, response.content
+    source = Session.objects.get(pk=session.pk)
+    assert (source.status, source.owner_version, source.current_actor) == ("failed", 1, USER)
+    # The children and their edges are untouched (each can still settle, fail or archive);
+    # the broadcast can no longer be merged.
+    assert list(SubSession.objects.filter(parent=session).values_list("child_id", "status")) == (
+        children
+    )
+    assert {s for _, s in children} == {"idle"}
+    assert set(Handoff.objects.values_list("outcome", flat=True)) == {"committed"}
+    details = assert_error(post(api, session, "merge"), 409, "illegal_transition")
+    assert details == {"from": "failed", "action": "merge"}
 
 
 @pytest.mark.parametrize("starting", ["idle", "failed"])

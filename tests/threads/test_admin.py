@@ -98,6 +98,7 @@ def test_the_api_key_pages_never_show_the_secret_hash(admin_client, data):
 def test_a_threads_page_links_to_its_messages_and_events(admin_client, data):
     thread = data["thread"]
     response = admin_client.get(change(thread))
+    assert response.status_code == 200, (response.status_code, response.get("Location"))
     links = response.content.decode()
     assert f"thread__id__exact={thread.id}" in links
     assert f"thread_id={thread.id}" in links

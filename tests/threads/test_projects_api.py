@@ -136,3 +136,18 @@ def test_an_outsiders_projects_are_not_listed_to_us(api, outsider, project):
     ProjectFactory(tenant=outsider.tenant)
 
     assert [p["id"] for p in api.get(URL).json()["results"]] == [project.id]
+
+
+def test_sub_session_retention_is_set_and_cleared_through_the_api(api, project):
+    # when
+    response = api.patch(f"/api/v1/projects/{project.id}/", {"idle_subsession_ttl_seconds": 3600})
+    # then
+    assert response.status_code == 200, response.content
+    assert response.json()["idle_subsession_ttl_seconds"] == 3600
+    cleared = api.patch(f"/api/v1/projects/{project.id}/", {"idle_subsession_ttl_seconds": None})
+    assert cleared.json()["idle_subsession_ttl_seconds"] is None
+    assert_error(
+        api.patch(f"/api/v1/projects/{project.id}/", {"idle_subsession_ttl_seconds": 0}),
+        400,
+        "validation_error",
+    )

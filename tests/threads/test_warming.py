@@ -3,12 +3,12 @@ manual warms over the API, retries, and the sweep on real workers — two of the
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from config.celery import app
 from tasks.tasks import warming_sweep_task
 from tests.conftest import assert_error
 from tests.threads.conversation_helpers import (
@@ -82,10 +82,12 @@ def test_settle_arms_the_timer_only_when_warming_is_enabled(chatty):
     assert chatty.next_warm_at is None
 
     enable(chatty, warming_interval_s=30, idle_warm_count=3)
+    before = timezone.now()
     due = warming_on_settle(thread=chatty)
+    after = timezone.now()
     chatty.refresh_from_db()
     assert chatty.next_warm_at == due
-    assert timedelta(seconds=29) < due - timezone.now() <= timedelta(seconds=30)
+    assert before + timedelta(seconds=30) <= due <= after + timedelta(seconds=30)
     assert chatty.idle_warm_count == 0
 
 
@@ -111,12 +113,14 @@ def test_the_sweep_claims_due_timers_once(chatty, api, project):
     off = services.thread_create(tenant=api.tenant, project_id=project.id)
     Thread.objects.filter(pk=off.pk).update(next_warm_at=timezone.now() - timedelta(seconds=1))
     # when
+    before = timezone.now()
     claimed = warming_sweep()
+    after = timezone.now()
     # then: only the due one, moved to a lease that is its token
     assert [pk for pk, _ in claimed] == [chatty.pk]
     chatty.refresh_from_db()
     assert chatty.next_warm_at == claimed[0][1]
-    assert chatty.next_warm_at - timezone.now() <= CLAIM_LEASE
+    assert before + CLAIM_LEASE <= chatty.next_warm_at <= after + CLAIM_LEASE
     assert warming_sweep() == []
 
 
@@ -131,7 +135,9 @@ def test_a_timer_warm_sends_the_prefix_and_re_arms(chatty, llm):
     version, count = chatty.history_version, chatty.message_count
     ((thread_id, token),) = warming_sweep()
     # when
+    before = timezone.now()
     result = warm_timer_run(thread_id=thread_id, token=token)
+    after = timezone.now()
     # then: the request is the real turn's prefix plus the warm prompt, max_tokens 1
     (request,) = llm.warm_requests()
     assert request["max_tokens"] == 1
@@ -150,7 +156,8 @@ def test_a_timer_warm_sends_the_prefix_and_re_arms(chatty, llm):
     assert (result.cache_pct, result.retention_pct) == (90, 91)
     chatty.refresh_from_db()
     assert chatty.next_warm_at == result.next_warm_at
-    assert timedelta(seconds=55) < chatty.next_warm_at - timezone.now() <= timedelta(seconds=60)
+    interval = timedelta(seconds=60)
+    assert before + interval <= chatty.next_warm_at <= after + interval
     assert (chatty.last_cache_pct, chatty.last_retention_pct, chatty.idle_warm_count) == (90, 91, 1)
     assert chatty.last_warm_at is not None
     assert (chatty.history_version, chatty.message_count) == (version, count)
@@ -349,6 +356,27 @@ def _due_threads(api, project, n: int) -> list[Thread]:
     return threads
 
 
+def _broker_is_idle() -> bool:
+    """No task message queued on the (Redis) test broker, and none delivered but unfinished:
+    tasks ack late, so a message stays in the unacked hash until its task has returned."""
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        queued = channel.client.llen(app.conf.task_default_queue)
+        return queued == 0 and channel.client.hlen(channel.unacked_key) == 0
+
+
+def _wait_until_the_broker_is_idle() -> None:
+    """Idle twice in a row: a message being handed to a worker is briefly in neither place."""
+    streak = 0
+
+    def idle_again() -> bool:
+        nonlocal streak
+        streak = streak + 1 if _broker_is_idle() else 0
+        return streak >= 2
+
+    wait_for(idle_again, timeout=60)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_the_sweep_and_warms_due_threads(api, project, llm):
     (thread,) = _due_threads(api, project, 1)
@@ -373,7 +401,9 @@ def test_two_workers_racing_the_sweep_warm_each_due_timer_once(api, project, llm
             lambda: Event.objects.filter(kind="warm.completed").count() >= len(threads),
             timeout=60,
         )
-        time.sleep(1)  # let any duplicate warm (there must be none) reach the provider
+        # Every sweep, and every warm a sweep fanned out (a duplicate too, were there one),
+        # has finished: nothing more can reach the provider.
+        _wait_until_the_broker_is_idle()
     # then: exactly one warm per due timer
     completed = list(
         Event.objects.filter(kind="warm.completed").values_list("thread_id", flat=True)
@@ -396,10 +426,13 @@ def test_turns_start_and_settle_clear_and_arm_the_timer(api, chatty):
         "cache_creation_tokens": 0,
         "output_tokens": 1,
     }
+    before = timezone.now()
     settled = api.post(f"/api/v1/sessions/{session}/turns/settle", {"usage": usage})
+    after = timezone.now()
     assert settled.status_code == 200, settled.content
     chatty.refresh_from_db()
-    assert timedelta(seconds=45) < chatty.next_warm_at - timezone.now() <= timedelta(seconds=50)
+    interval = timedelta(seconds=50)
+    assert before + interval <= chatty.next_warm_at <= after + interval
 
 
 def test_a_manual_warm_of_a_cold_thread_hydrates_it_first(api, chatty, llm, s3):

@@ -7,7 +7,6 @@ ThreadViewSet: it derives from TenantScopedViewSet, so the thread lookup is tena
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -15,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.pagination import CursorPagination, parse_limit
+from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import NotFound
@@ -39,7 +38,7 @@ COMPACTION_ID = r"(?P<compaction_id>cmp_[0-9a-z]{1,64})"
 QUEUED_ID = r"(?P<item_id>[0-9A-Za-z_.-]{1,128})"
 PAGE_PARAMS = [
     OpenApiParameter("cursor", str, description="The `next` of the previous page."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000 (default 100)."),
+    OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.api.serializers import DynamicFieldsMixin, StrictSerializer
@@ -21,6 +22,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "max_delegation_width",
             "max_intervention_depth",
             "workspace_backend",
+            "idle_subsession_ttl_seconds",
             "created_at",
             "updated_at",
         )
@@ -33,6 +35,13 @@ class ProjectWriteSerializer(StrictSerializer):
     max_delegation_width = serializers.IntegerField(min_value=0, max_value=10000, required=False)
     max_intervention_depth = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     workspace_backend = serializers.ChoiceField(choices=WorkspaceBackend.choices, required=False)
+    idle_subsession_ttl_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=10 * 365 * 86400,
+        allow_null=True,
+        required=False,
+        help_text="Archive idle sub-sessions older than this to cold storage; null turns it off.",
+    )
 
 
 # --- Threads ---------------------------------------------------------------------------
@@ -61,8 +70,8 @@ class WarmingSettingsSerializer(serializers.Serializer):
     max_idle_warms = serializers.IntegerField(
         source="warming_max_idle_warms", min_value=0, max_value=100_000
     )
-    next_warm_at = serializers.DateTimeField(read_only=True)
-    last_warm_at = serializers.DateTimeField(read_only=True)
+    next_warm_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_warm_at = serializers.DateTimeField(read_only=True, allow_null=True)
     last_cache_pct = serializers.IntegerField(read_only=True, allow_null=True)
     last_retention_pct = serializers.IntegerField(read_only=True, allow_null=True)
 
@@ -137,8 +146,13 @@ class ForkSerializer(StrictSerializer):
     title = serializers.CharField(max_length=500, allow_blank=True, required=False)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class StateField(serializers.JSONField):
+    """The state slice: a JSON object (or null, with allow_null); see validate_state."""
+
+
 class StateSerializer(StrictSerializer):
-    state = serializers.JSONField(allow_null=True)
+    state = StateField(allow_null=True)
 
     def validate_state(self, value):
         if value is not None and not isinstance(value, dict):
@@ -149,6 +163,21 @@ class StateSerializer(StrictSerializer):
 # --- Messages --------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "minLength": 1}},
+                    "required": ["type"],
+                },
+            },
+        ]
+    }
+)
 class ContentField(serializers.JSONField):
     """A string, or a list of content blocks (objects with a string `type`)."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -16,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.pagination import CursorPagination, parse_limit
+from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
@@ -115,17 +114,20 @@ FIELDS_PARAM = OpenApiParameter(
 LIFECYCLE_PARAM = OpenApiParameter(
     "lifecycle", str, description="One lifecycle or a comma list, e.g. `active,idle`."
 )
-METADATA_PARAM = OpenApiParameter(
-    "metadata.<key>",
-    str,
-    description="Match a metadata key (string or JSON scalar), e.g. `metadata.customer=acme`.",
+# Not an OpenApiParameter: OpenAPI has no parameter whose name is a pattern, and one named
+# literally `metadata.<key>` is a parameter every client (and fuzzer) would send as is → 400.
+METADATA_FILTER_DOC = (
+    "Filter on metadata with `metadata.<key>=<value>` (any number of them): the key equals "
+    "the value as a string or as a JSON scalar, e.g. `?metadata.customer=acme&metadata.tier=2`. "
+    "Keys are 1–64 letters, digits, `_`, `-` or `.`."
 )
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="List threads",
-        parameters=[FIELDS_PARAM, METADATA_PARAM, LIFECYCLE_PARAM],
+        description=METADATA_FILTER_DOC,
+        parameters=[FIELDS_PARAM, LIFECYCLE_PARAM],
         responses={200: ThreadSerializer(many=True), **errors(400)},
     ),
     retrieve=extend_schema(
@@ -229,7 +231,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         summary="Fork a thread (messages and state copied)",
         request=ForkSerializer,
         parameters=[ETAG_HEADER],
-        responses={201: ThreadSerializer, **errors(404, body=True)},
+        responses={201: ThreadSerializer, **errors(404, body=True, hydrates=True)},
     )
     @action(detail=True, methods=["post"])
     def fork(self, request: Request, pk: str) -> Response:
@@ -248,7 +250,10 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         methods=["PUT"],
         summary="Replace the state slice",
         request=StateSerializer,
-        responses={200: StateSerializer, **errors(404, body=True, conflicts=["thread_archived"])},
+        responses={
+            200: StateSerializer,
+            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
+        },
     )
     @action(detail=True, methods=["get", "put"])
     def state(self, request: Request, pk: str) -> Response:
@@ -263,12 +268,14 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         summary="List messages in seq order",
         parameters=[
             OpenApiParameter(
-                "after_seq", OpenApiTypes.INT, description="Only messages after this seq."
+                "after_seq",
+                {"type": "integer", "minimum": 0, "maximum": 2**62},
+                description="Only messages after this seq.",
             ),
             OpenApiParameter("cursor", str, description="The `next` of the previous page."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000 (default 100)."),
+            OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
         ],
-        responses={200: MessagePageSerializer, **errors(400, 404)},
+        responses={200: MessagePageSerializer, **errors(400, 404, hydrates=True)},
     )
     @extend_schema(
         methods=["POST"],
@@ -279,7 +286,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             200: OpenApiResponse(
                 AppendResultSerializer, description="Every message was a duplicate."
             ),
-            **errors(404, body=True, conflicts=["thread_archived"]),
+            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
         },
     )
     @extend_schema(
@@ -288,7 +295,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         request=MessageReplaceSerializer,
         responses={
             200: AppendResultSerializer,
-            **errors(404, body=True, conflicts=["thread_archived"]),
+            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
         },
     )
     @action(detail=True, methods=["get", "post", "put"])
@@ -326,7 +333,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         request=TruncateSerializer,
         responses={
             200: TruncateResultSerializer,
-            **errors(404, body=True, conflicts=["thread_archived"]),
+            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
         },
     )
     @action(detail=True, methods=["post"], url_path="messages/truncate")
