@@ -9,7 +9,8 @@ from django.core.management import call_command
 
 pytestmark = pytest.mark.django_db
 
-BODY = {400, 413, 415}  # what any request body can earn: malformed, too large, not JSON
+# What any request body can earn: malformed, chunked (no Content-Length), too large, not JSON.
+BODY = {400, 411, 413, 415}
 ALWAYS = {401, 429}
 
 # path → method → (success statuses, error statuses, takes a request body)

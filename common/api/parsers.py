@@ -24,6 +24,30 @@ class RequestTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+class LengthRequired(APIException):
+    status_code = 411
+    default_detail = "Send the request body with a Content-Length; a chunked body is not read."
+    default_code = "length_required"
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def refuse_unframed_body(request) -> None:
+    """411 for a body sent chunked (Transfer-Encoding, no Content-Length).
+
+    Under WSGI, Django reads such a body as empty and DRF then answers `{}` without calling a
+    parser, so optional fields vanish silently: `POST /threads/{id}/fork/ {"title": …}`
+    forked without the title, `…/compact/ {"keep_last": 3}` compacted with the default."""
+    meta = request.META
+    if (
+        request.method in BODY_METHODS
+        and meta.get("HTTP_TRANSFER_ENCODING")
+        and not meta.get("CONTENT_LENGTH")
+    ):
+        raise LengthRequired()
+
+
 # Deeper documents are refused: json.loads, json.dumps and psycopg all recurse, and a
 # RecursionError deep in a service would be a 500. No real message or state nests this deep.
 MAX_DEPTH = 100

@@ -2,7 +2,8 @@
 
 Every operation lists its error responses with `errors(...)`; 401 (no or a bad key) and
 429 (throttled) are added to all of them, and `body=True` adds what any request body can
-earn before a view runs: 400 (malformed JSON), 413 (too large) and 415 (not JSON).
+earn before a view runs: 400 (malformed JSON), 411 (chunked, no Content-Length), 413 (too
+large) and 415 (not JSON).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API key (unauthenticated).",
     404: "Not found, or another tenant's object (not_found).",
     409: "State conflict.",
+    411: "The body was sent chunked, without Content-Length (length_required).",
     412: "If-Match failed (stale_version; details: expected, actual).",
     413: "Payload too large (payload_too_large).",
     415: "The body is not JSON (unsupported_media_type).",
@@ -70,7 +72,7 @@ def errors(
     if hydrates:
         wanted.add(503)
     if body:
-        wanted |= {400, 413, 415}
+        wanted |= {400, 411, 413, 415}
     if conflicts:
         wanted.add(409)
     responses = {}

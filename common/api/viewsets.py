@@ -13,6 +13,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.viewsets import GenericViewSet
 
 from common.api.authentication import TenantPrincipal
+from common.api.parsers import refuse_unframed_body
 
 ID_LOOKUP_REGEX = r"[a-z]{3}_[0-9a-z]{1,64}"
 
@@ -31,6 +32,7 @@ class TenantScopedViewSet(GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        refuse_unframed_body(request)
         # The query-string twin of LimitedJSONParser's check: PostgreSQL refuses NUL in any
         # text parameter, so a filter value carrying one would be a 500, not a 400.
         bad = sorted(k for k, v in request.query_params.lists() if "\x00" in k + "".join(v))

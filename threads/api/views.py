@@ -313,11 +313,12 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return Response(AppendResultSerializer(result).data, status=code)
 
     def _list_messages(self, request: Request, thread: Thread) -> HttpResponse:
-        raw_after = (
-            request.query_params.get("cursor") or request.query_params.get("after_seq") or "0"
-        )
+        # The cursor (a `next`) wins over after_seq; a bad value is blamed on the one used.
+        name = "cursor" if request.query_params.get("cursor") else "after_seq"
+        raw_after = request.query_params.get(name) or "0"
         if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > 2**62:
-            raise ValidationError({"after_seq": ["Must be a non-negative integer."]})
+            problem = "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
+            raise ValidationError({name: [problem]})
         limit = parse_limit(request.query_params.get("limit"), default=100)
         page, next_seq = selectors.messages_page_json(
             thread=thread, after_seq=int(raw_after), limit=limit

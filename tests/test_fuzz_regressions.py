@@ -1,0 +1,256 @@
+"""What fuzzing the running API with schemathesis (and by hand) found, kept fixed.
+
+Two kinds of finding: a 500 where bad input deserves a 4xx (or a plain answer), and a
+response that does not match the OpenAPI schema the server publishes (/api/schema/), which
+is what clients generate code from. Responses are checked against that very document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.conftest import assert_error
+from threads import services
+from threads.models import Thread
+
+THREADS = "/api/v1/threads/"
+SESSIONS = "/api/v1/sessions/"
+USAGE = {"input_tokens": 10, "cache_read_tokens": 0, "cache_creation_tokens": 0, "output_tokens": 5}
+
+
+# --- Checking a response against the published schema ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openapi(django_db_blocker) -> dict:
+    from django.test import Client
+
+    with django_db_blocker.unblock():
+        response = Client().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def as_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 → JSON Schema: `nullable: true` becomes "or null" (the rest carries over)."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: as_json_schema(value) for key, value in node.items()}
+    if converted.get("nullable") is True:
+        del converted["nullable"]
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def assert_documented(openapi: dict, path: str, method: str, response) -> None:
+    """The response's status is documented for the operation and its body matches."""
+    operation = openapi["paths"][path][method]
+    status = str(response.status_code)
+    assert status in operation["responses"], (path, method, status, response.content)
+    content = operation["responses"][status].get("content")
+    if content is None:
+        assert not response.content
+        return
+    schema = content["application/json"]["schema"]
+    document = {**as_json_schema(schema), "components": as_json_schema(openapi["components"])}
+    jsonschema.Draft202012Validator(document).validate(response.json())
+
+
+def start_and_settle(api, thread) -> tuple[str, Any]:
+    session = api.post(SESSIONS, {"thread": thread.id, "actor": {"kind": "agent", "id": "a"}})
+    assert session.status_code == 201, session.content
+    session_id = session.json()["id"]
+    assert api.post(f"{SESSIONS}{session_id}/turns/start/").status_code == 200
+    return session_id, api.post(f"{SESSIONS}{session_id}/turns/settle/", {"usage": USAGE})
+
+
+# --- 500s --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_a_metadata_filter_on_a_non_finite_number_is_no_500(api, project, value):
+    """json.loads reads these as float nan/inf, which jsonb cannot hold: PostgreSQL refused
+    the query (500). They can only match as the string they are."""
+    match = services.thread_create(tenant=api.tenant, project_id=project.id, metadata={"n": value})
+    services.thread_create(tenant=api.tenant, project_id=project.id, metadata={"n": 1})
+
+    response = api.get(THREADS, {"metadata.n": value})
+
+    assert response.status_code == 200, response.content
+    assert [t["id"] for t in response.json()["results"]] == [match.id]
+
+
+def test_a_finite_json_number_still_matches_as_a_number(api, project):
+    number = services.thread_create(tenant=api.tenant, project_id=project.id, metadata={"n": 1.5})
+
+    response = api.get(THREADS, {"metadata.n": "1.5"})
+
+    assert [t["id"] for t in response.json()["results"]] == [number.id]
+
+
+# --- Responses that did not match the schema ---------------------------------------------
+
+
+def test_a_thread_that_never_warmed_matches_its_schema(api, thread, openapi):
+    """warming.next_warm_at and last_warm_at are null until a warm; the schema said string."""
+    response = api.get(f"{THREADS}{thread.id}/")
+
+    assert response.json()["warming"]["next_warm_at"] is None
+    assert response.json()["warming"]["last_warm_at"] is None
+    assert_documented(openapi, "/api/v1/threads/{id}/", "get", response)
+    assert_documented(openapi, "/api/v1/threads/", "get", api.get(THREADS))
+    for action in ("close", "open", "flush", "hydrate", "archive"):
+        response = api.post(f"{THREADS}{thread.id}/{action}/")
+        assert_documented(openapi, f"/api/v1/threads/{{id}}/{action}/", "post", response)
+
+
+def test_a_session_matches_its_schema_without_queued_messages(api, thread, openapi):
+    """queued_messages was a required field of Session, which only turns/settle fills."""
+    session = api.post(SESSIONS, {"thread": thread.id, "actor": {"kind": "agent", "id": "a"}})
+    session_id = session.json()["id"]
+
+    assert_documented(openapi, "/api/v1/sessions/", "post", session)
+    assert_documented(openapi, "/api/v1/sessions/", "get", api.get(SESSIONS))
+    assert_documented(openapi, "/api/v1/sessions/{id}/", "get", api.get(f"{SESSIONS}{session_id}/"))
+    failed = api.post(f"{SESSIONS}{session_id}/fail/", {"reason": "x"})
+    assert_documented(openapi, "/api/v1/sessions/{id}/fail/", "post", failed)
+    archived = api.post(f"{SESSIONS}{session_id}/archive/")
+    assert_documented(openapi, "/api/v1/sessions/{id}/archive/", "post", archived)
+    assert "queued_messages" not in archived.json()
+
+
+def test_turns_settle_documents_and_answers_queued_messages(api, thread, openapi):
+    api.post(f"{THREADS}{thread.id}/queue/", {"content": "steer"})
+
+    _, settled = start_and_settle(api, thread)
+
+    assert settled.status_code == 200, settled.content
+    assert settled.json()["queued_messages"] == 1
+    assert_documented(openapi, "/api/v1/sessions/{id}/turns/settle/", "post", settled)
+    body = openapi["paths"]["/api/v1/sessions/{id}/turns/settle/"]["post"]["responses"]["200"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "queued_messages" in openapi["components"]["schemas"][ref]["required"]
+
+
+def test_error_answers_match_their_schema(api, thread, openapi):
+    missing = api.get(f"{THREADS}thd_missing/")
+    assert_error(missing, 404, "not_found")
+    assert_documented(openapi, "/api/v1/threads/{id}/", "get", missing)
+    bad_limit = api.get(THREADS, {"limit": "0"})
+    assert_error(bad_limit, 400, "validation_error")
+    assert_documented(openapi, "/api/v1/threads/", "get", bad_limit)
+
+
+# --- Request schemas that let through what the server refuses ------------------------------
+
+
+def test_request_bodies_document_that_unknown_keys_are_refused(api, project, openapi):
+    """StrictSerializer answers an unknown key with 400; the schema allowed any key."""
+    schemas = openapi["components"]["schemas"]
+    for name in ("ThreadCreateRequest", "MessageInRequest", "HandoffCreateRequest", "ActorRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+    response = api.post(THREADS, {"project": project.id, "colour": "red"})
+
+    assert assert_error(response, 400, "validation_error") == {
+        "fields": {"colour": ["Unknown or read-only field."]}
+    }
+
+
+def test_page_limits_document_their_range(openapi):
+    """`limit=0` is a 400; the schema said any integer."""
+    for path in (
+        "/api/v1/threads/",
+        "/api/v1/sessions/",
+        "/api/v1/events/",
+        "/api/v1/threads/{id}/messages/",
+        "/api/v1/threads/{id}/queue/",
+    ):
+        operation = openapi["paths"][path]["get"]
+        (limit,) = [p for p in operation["parameters"] if p["name"] == "limit"]
+        assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000), path
+
+
+def test_the_metadata_filter_is_described_not_a_parameter_named_with_a_placeholder(
+    api, project, openapi
+):
+    """A parameter literally named `metadata.<key>` is what a client sends: always a 400."""
+    operation = openapi["paths"]["/api/v1/threads/"]["get"]
+
+    assert all("<" not in p["name"] for p in operation["parameters"])
+    assert "metadata.<key>=<value>" in operation["description"]
+    assert_error(api.get(THREADS, {"metadata.<key>": "x"}), 400, "validation_error")
+
+
+def test_message_content_and_state_schemas_say_what_is_accepted(api, thread, openapi):
+    schemas = openapi["components"]["schemas"]
+    content = {**as_json_schema(schemas["MessageInRequest"]["properties"]["content"])}
+    state = as_json_schema(schemas["StateRequest"]["properties"]["state"])
+
+    for value in (None, {}, 3, [{"text": "no type"}]):  # the server refuses all of these
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, content)
+        message = {"role": "user", "content": value}
+        posted = api.post(f"{THREADS}{thread.id}/messages/", {"messages": [message]})
+        assert_error(posted, 400, "validation_error")
+    for value in ([1], "s", 1):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, state)
+        assert_error(
+            api.put(f"{THREADS}{thread.id}/state/", {"state": value}), 400, "validation_error"
+        )
+    jsonschema.validate(None, state)
+    jsonschema.validate({"a": [1]}, state)
+    jsonschema.validate([{"type": "text", "text": "hi"}], content)
+
+
+# --- Error details that named the wrong parameter ------------------------------------------
+
+
+def test_a_bad_messages_cursor_is_blamed_on_the_cursor(api, thread):
+    """`?cursor=x&after_seq=3` answered `fields.after_seq`, a parameter that was fine."""
+    url = f"{THREADS}{thread.id}/messages/"
+
+    details = assert_error(api.get(url, {"cursor": "x", "after_seq": 3}), 400, "validation_error")
+    assert details == {"fields": {"cursor": ["Invalid cursor."]}}
+    details = assert_error(api.get(url, {"after_seq": "x"}), 400, "validation_error")
+    assert details == {"fields": {"after_seq": ["Must be a non-negative integer."]}}
+
+
+# --- A body that was read as empty ---------------------------------------------------------
+
+
+def chunked(api, method: str, path: str, body: dict):
+    """What Django's WSGI request sees of a chunked body: no Content-Length (read as empty)."""
+    return getattr(api.client, method)(
+        path,
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+
+
+def test_a_chunked_body_is_refused_not_read_as_empty(api, thread):
+    """`POST …/fork/ {"title": "mine"}` sent chunked forked with the source's title (201)."""
+    forked = chunked(api, "post", f"{THREADS}{thread.id}/fork/", {"title": "mine"})
+
+    assert_error(forked, 411, "length_required")
+    assert Thread.objects.filter(fork_of=thread).count() == 0
+    compacted = chunked(api, "post", f"{THREADS}{thread.id}/compact/", {"keep_last": 1})
+    assert_error(compacted, 411, "length_required")
+    patched = chunked(api, "patch", f"{THREADS}{thread.id}/", {"title": "new"})
+    assert_error(patched, 411, "length_required")
+
+
+def test_a_body_with_a_content_length_still_works(api, thread):
+    response = api.post(f"{THREADS}{thread.id}/fork/", {"title": "mine"})
+
+    assert response.status_code == 201, response.content
+    assert response.json()["title"] == "mine"
