@@ -130,12 +130,14 @@ def handoff_execute(
 ) -> HandoffResult:
     # --- Checks, in the documented order, before anything is written.
     _check_recipients(mode, recipients)
-    source = (
+    # A one-row slice by pk, without the ORDER BY (Meta.ordering) that first() would add.
+    candidates = (
         Session.objects.select_related("project")
         .annotate(thread_status=F("thread__status"))
         .filter(tenant=tenant, pk=source_session_id)
-        .first()
+        .order_by()
     )
+    source = next(iter(candidates[:1]), None)
     if source is None:
         raise NotFound("Session not found.", field="source_session", id=source_session_id)
     if source.thread_status == ThreadStatus.ARCHIVED:
@@ -219,7 +221,9 @@ def _lock(
             status=S.LOCKED, lock_token=group_id, lock_expires_at=expires, updated_at=now
         )
         if not locked:
-            current = Session.objects.filter(pk=source.pk).values("status", "owner_version")[0]
+            current = (
+                Session.objects.filter(pk=source.pk).order_by().values("status", "owner_version")[0]
+            )
             _require_idle(current["status"])
             raise VersionConflict(expected=expected, actual=current["owner_version"])
         if mode == HandoffMode.BROADCAST:

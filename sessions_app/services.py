@@ -82,7 +82,9 @@ _THREAD_COLUMNS = ("id", "tenant", "project", "status", "lifecycle")
 
 def _lock_open_thread(thread_id: str) -> Thread:
     """Inside a transaction: the thread's row lock, and 409 thread_archived if archived."""
-    thread = Thread.objects.select_for_update().only(*_THREAD_COLUMNS).filter(pk=thread_id).first()
+    # A one-row slice by pk: first() would add an ORDER BY (Meta.ordering) to every lock.
+    query = Thread.objects.select_for_update().only(*_THREAD_COLUMNS).filter(pk=thread_id)
+    thread = next(iter(query.order_by()[:1]), None)
     if thread is None:
         raise NotFound("Thread not found.")
     _require_open(thread)
