@@ -189,6 +189,15 @@ class SubSessionStatus(models.TextChoices):
 CLOSED_EDGE_STATUSES = (SubSessionStatus.MERGED, SubSessionStatus.ARCHIVED)
 
 
+# Sub-sessions in these statuses may be archived by retention (namzu's archivable set).
+ARCHIVABLE_STATUSES = (
+    SubSessionStatus.IDLE,
+    SubSessionStatus.MERGED,
+    SubSessionStatus.MERGE_REJECTED,
+    SubSessionStatus.FAILED,
+)
+
+
 class SubSession(models.Model):
     """The edge parent → child. A child has exactly one parent edge."""
 
@@ -218,6 +227,12 @@ class SubSession(models.Model):
         indexes = [
             # GET /sessions/{id}/children in creation order, and the width count.
             models.Index(fields=("parent", "created_at", "id"), name="subsession_parent_created"),
+            # The retention sweep (sessions_app.retention): archivable edges by age.
+            models.Index(
+                fields=("status", "updated_at", "id"),
+                name="subsession_status_updated",
+                condition=models.Q(status__in=ARCHIVABLE_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -35,6 +35,7 @@ from django.utils import timezone
 from common.errors import ColdSnapshotCorrupt, DependencyUnavailable, NotFound
 from sessions_app.errors import NotArchivable, NotArchived
 from sessions_app.models import (
+    ARCHIVABLE_STATUSES,
     BLOCKING_STATUSES,
     Session,
     SubSession,
@@ -52,12 +53,7 @@ from threads.services import event_record
 
 logger = logging.getLogger(__name__)
 
-ARCHIVABLE = (
-    SubSessionStatus.IDLE,
-    SubSessionStatus.MERGED,
-    SubSessionStatus.MERGE_REJECTED,
-    SubSessionStatus.FAILED,
-)
+ARCHIVABLE = ARCHIVABLE_STATUSES
 BUNDLE_VERSION = 1
 SWEEP_BATCH = 100
 

@@ -198,6 +198,13 @@ class Thread(models.Model):
                 name="thread_warm_due",
                 condition=models.Q(next_warm_at__isnull=False),
             ),
+            # The flush sweep (threads.tiers.idle_threads): hot threads idle since a cutoff,
+            # keyset-paginated by (last_activity_at, id). Cold threads stay out of it.
+            models.Index(
+                fields=("last_activity_at", "id"),
+                name="thread_hot_idle",
+                condition=models.Q(tier="hot"),
+            ),
         ]
 
     def __str__(self) -> str:
