@@ -8,6 +8,7 @@ Standard library plus psycopg 3 (a project dependency); nothing here talks to an
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -341,3 +342,38 @@ def table(
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+# --- Command line shared by every benchmark --------------------------------------------
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser, *, db_name: str, redis_help: str | None = None
+) -> None:
+    """--pg, --db-name, --json and (when the benchmark uses Redis) --redis-url."""
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
+    )
+    parser.add_argument("--db-name", default=db_name, help="database to (re)create")
+    if redis_help is not None:
+        parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5", help=redis_help)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+
+
+def write_json(path: str | None, figures: Any) -> None:
+    """The figures as JSON to `path` (the --json option), if one was given."""
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=2))
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with main()'s status; a BenchError is reported in one line, Ctrl-C is 130."""
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -33,12 +33,15 @@ from _common import (
     BenchError,
     Client,
     Run,
+    add_common_args,
     gunicorn,
     manage,
     recreate_database,
     run_concurrent,
+    run_main,
     run_sequential,
     table,
+    write_json,
 )
 
 APPEND_TARGET = 0.25  # API appends/s ≥ 25% of raw INSERT+COMMIT/s
@@ -70,13 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="threads per gunicorn worker (default 1: sync workers; >1: gthread with keep-alive)",
     )
-    add(
-        "--pg",
-        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
-    )
-    add("--db-name", default="threadline_bench", help="database to (re)create")
-    add("--redis-url", default="redis://127.0.0.1:6379/5", help="REDIS_URL for the server")
+    add_common_args(parser, db_name="threadline_bench", redis_help="REDIS_URL for the server")
     add(
         "--rate-limit",
         type=int,
@@ -84,7 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="API_RATE_LIMIT_PER_MINUTE (default 10,000,000: the throttle runs but never "
         "refuses; 0 disables it)",
     )
-    add("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = parser.parse_args(argv)
     for name in ("appends", "concurrency", "spread", "reads", "history", "workers"):
         if getattr(args, name) < 1:
@@ -432,17 +428,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info = {"postgres": pg_version, "elapsed": time.perf_counter() - started, "load": load}
     figures = report(args, info, runs, get_bytes)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(figures, fh, indent=2)
+    write_json(args.json, figures)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

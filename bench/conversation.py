@@ -21,15 +21,22 @@ the figures as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-from _common import REPO, BenchError, manage, recreate_database, table
+from _common import (
+    REPO,
+    BenchError,
+    add_common_args,
+    manage,
+    recreate_database,
+    run_main,
+    table,
+    write_json,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,13 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--threads", type=int, default=10_000, help="threads with an armed timer")
     add("--due", type=int, default=1_000, help="of which due now")
     add("--content-bytes", type=int, default=200, help="message text length (default 200)")
-    add(
-        "--pg",
-        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
-    )
-    add("--db-name", default="threadline_bench_conversation", help="database to (re)create")
-    add("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    add_common_args(parser, db_name="threadline_bench_conversation")
     args = parser.parse_args(argv)
     if args.messages <= args.keep_last:
         parser.error("--messages must exceed --keep-last")
@@ -226,16 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, s in enumerate(sweep["sweeps"])
     ]
     print(table(("measure", "value"), rows, right={1}))
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"postgres": version, "compaction": compaction, "sweep": sweep}, indent=2)
-        )
+    write_json(args.json, {"postgres": version, "compaction": compaction, "sweep": sweep})
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

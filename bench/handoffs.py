@@ -32,11 +32,14 @@ from _common import (
     BenchError,
     Client,
     Run,
+    add_common_args,
     gunicorn,
     manage,
     recreate_database,
     run_concurrent,
+    run_main,
     table,
+    write_json,
 )
 
 RATE_TARGET = 100.0  # single handoffs/s on distinct sessions
@@ -53,14 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=10, help="contention rounds (default 10)")
     add("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     add("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
-    add(
-        "--pg",
-        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
+    add_common_args(
+        parser, db_name="threadline_bench_handoffs", redis_help="REDIS_URL for the server"
     )
-    add("--db-name", default="threadline_bench_handoffs", help="database to (re)create")
-    add("--redis-url", default="redis://127.0.0.1:6379/5", help="REDIS_URL for the server")
-    add("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = parser.parse_args(argv)
     for name in ("handoffs", "concurrency", "sessions", "contenders", "rounds", "workers"):
         if getattr(args, name) < 1:
@@ -299,17 +297,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info = {"postgres": pg_version, "elapsed": time.perf_counter() - started, "load": load}
     figures = report(args, info, run, contended_result)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(figures, fh, indent=2)
+    write_json(args.json, figures)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

@@ -48,13 +48,16 @@ from _common import (
     BenchError,
     Client,
     Run,
+    add_common_args,
     free_port,
     gunicorn,
     manage,
     recreate_database,
+    run_main,
     run_sequential,
     table,
     venv_tool,
+    write_json,
 )
 
 FLUSH_RATIO_AIM = 0.5  # flush throughput ≥ 50 % of raw put_object
@@ -85,14 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=int, default=10, help="untimed GETs per server first (default 10)")
     add("--content-bytes", type=int, default=200, help="message text length (default 200)")
     add("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    add(
-        "--pg",
-        default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server URL to create the database on (env BENCH_PG_URL)",
-    )
-    add("--db-name", default="threadline_bench_tiers", help="database to (re)create")
-    add("--redis-url", default="redis://127.0.0.1:6379/5", help="Redis database (flushed)")
-    add("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    add_common_args(parser, db_name="threadline_bench_tiers", redis_help="Redis database (flushed)")
     args = parser.parse_args(argv)
     for name in ("threads", "messages", "long", "cycles", "history", "reads", "workers"):
         if getattr(args, name) < 1:
@@ -696,16 +692,9 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed": time.perf_counter() - started,
     }
     figures = report(args, info, get, flush, hydrate)
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

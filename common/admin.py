@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -69,3 +70,20 @@ class PrefixedIdSearchMixin:
         if column:
             return queryset.filter(**{column: term}), False
         return super().get_search_results(request, queryset, search_term)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable, never written from the admin: rows change only through services (whose
+    actions, where a model has them, are the admin's only way to change it)."""
+
+    paginator = NoCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

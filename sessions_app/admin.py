@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from common.admin import NoCountPaginator, PrefixedIdSearchMixin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
 from handoffs.models import Handoff
 from sessions_app import services
@@ -41,22 +41,6 @@ def changelist_link(model: type, text: str, **params: str) -> str:
 
 def actor_text(actor: dict | None) -> str:
     return f"{actor['kind']}:{actor['id']}" if actor else "—"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable, never written from the admin: rows change only through services."""
-
-    paginator = NoCountPaginator
-    show_full_result_count = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ActorKindFilter(admin.SimpleListFilter):

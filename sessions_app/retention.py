@@ -47,8 +47,8 @@ from sessions_app.models import (
 from sessions_app.services import workspace_dispose
 from sessions_app.workspaces import WorkspaceError
 from threads import cold, tiers
-from threads.models import Message, Project, Thread, Tier
-from threads.selectors import MESSAGE_COLUMNS, message_json
+from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier
+from threads.selectors import message_json
 from threads.services import event_record
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from common.admin import NoCountPaginator, PrefixedIdSearchMixin
+from common.admin import NoCountPaginator, PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
 from threads import services, tiers
 from threads.models import ApiKey, Event, Message, Project, Tenant, Thread
@@ -459,22 +459,6 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
 
 
 # --- Messages and events: read-only, huge ---------------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable, never written from the admin: rows change only through services."""
-
-    paginator = NoCountPaginator
-    show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Message)

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from common.admin import NoCountPaginator, PrefixedIdSearchMixin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
 from threads import compaction, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
@@ -40,25 +40,11 @@ def _report(modeladmin, request, done: str, failures: Counter[str]) -> None:
     modeladmin.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
 
 
-class _ReadOnly(admin.ModelAdmin):
-    paginator = NoCountPaginator
-    show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 # --- Compactions -----------------------------------------------------------------------
 
 
 @admin.register(Compaction)
-class CompactionAdmin(PrefixedIdSearchMixin, _ReadOnly):
+class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     """The compaction history, read-only: rows change only through threads/compaction.py."""
 
     list_display = (
@@ -126,7 +112,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, _ReadOnly):
 
 
 @admin.register(QueuedMessage)
-class QueuedMessageAdmin(PrefixedIdSearchMixin, _ReadOnly):
+class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     list_display = ("id", "thread", "status", "preview", "queued_at", "delivered_at")
     list_filter = ("status",)
     list_select_related = ("thread",)

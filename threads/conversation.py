@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.errors import DomainError
-from threads.models import Lifecycle, Message, Thread
+from threads.models import MESSAGE_COLUMNS, Lifecycle, Message, Thread
 
 
 class TooShort(DomainError):
@@ -67,20 +67,9 @@ def hot_cache_invalidate_on_commit(*, thread_id: str) -> None:
     on_commit_drop(thread_id=thread_id)
 
 
-HISTORY_FIELDS = (
-    "message_id",
-    "seq",
-    "role",
-    "content",
-    "metadata",
-    "token_estimate",
-    "created_at",
-)
-
-
 def history_read(*, thread_id: str, up_to_seq: int | None = None) -> list[dict[str, Any]]:
     """The thread's messages in seq order, as dicts (optionally only seq ≤ up_to_seq)."""
     query = Message.objects.filter(thread_id=thread_id)
     if up_to_seq is not None:
         query = query.filter(seq__lte=up_to_seq)
-    return list(query.order_by("seq").values(*HISTORY_FIELDS))
+    return list(query.order_by("seq").values(*MESSAGE_COLUMNS))

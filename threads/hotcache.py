@@ -52,10 +52,27 @@ _down_until: dict[str, float] = {}
 
 Member = tuple[int, str | bytes]  # (seq, the message's API JSON)
 
+# Both scripts add (seq, member) pairs from ARGV[first…] to a sorted set, in batches so one
+# ZADD never takes more arguments than Lua's unpack() allows.
+_ZADD_PAIRS = """
+local function zadd_pairs(key, first)
+  local batch = {}
+  for i = first, #ARGV, 2 do
+    batch[#batch + 1] = ARGV[i]
+    batch[#batch + 1] = ARGV[i + 1]
+    if #batch >= 512 then
+      redis.call('ZADD', key, unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then redis.call('ZADD', key, unpack(batch)) end
+end
+"""
+
 # Rebuild: replace the thread's keys with a complete history at version ARGV[1], unless the
 # cache already holds that version (complete) or a newer one.
 # KEYS: meta, messages, state. ARGV: hv, ttl, state JSON, then seq/member pairs.
-_REBUILD = """
+_REBUILD = _ZADD_PAIRS + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 local hv = tonumber(ARGV[1])
 if cur and cur > hv then return 0 end
@@ -63,16 +80,7 @@ if cur == hv and redis.call('ZCARD', KEYS[2]) == tonumber(redis.call('HGET', KEY
   return 0
 end
 redis.call('DEL', KEYS[2])
-local batch = {}
-for i = 4, #ARGV, 2 do
-  batch[#batch + 1] = ARGV[i]
-  batch[#batch + 1] = ARGV[i + 1]
-  if #batch >= 512 then
-    redis.call('ZADD', KEYS[2], unpack(batch))
-    batch = {}
-  end
-end
-if #batch > 0 then redis.call('ZADD', KEYS[2], unpack(batch)) end
+zadd_pairs(KEYS[2], 4)
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
 redis.call('HSET', KEYS[1], 'hv', ARGV[1], 'n', redis.call('ZCARD', KEYS[2]))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -85,7 +93,7 @@ return 1
 # an absent one stays absent (the next read rebuilds).
 # KEYS: meta, messages, state. ARGV: op, old hv, new hv, ttl, then the op's arguments:
 #   append: seq/member pairs · truncate: the first seq removed · state: the state JSON
-_DELTA = """
+_DELTA = _ZADD_PAIRS + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 if not cur then return 0 end
 local old = tonumber(ARGV[2])
@@ -97,16 +105,7 @@ if cur ~= old or redis.call('ZCARD', KEYS[2]) ~= tonumber(redis.call('HGET', KEY
 end
 local op = ARGV[1]
 if op == 'append' then
-  local batch = {}
-  for i = 5, #ARGV, 2 do
-    batch[#batch + 1] = ARGV[i]
-    batch[#batch + 1] = ARGV[i + 1]
-    if #batch >= 512 then
-      redis.call('ZADD', KEYS[2], unpack(batch))
-      batch = {}
-    end
-  end
-  if #batch > 0 then redis.call('ZADD', KEYS[2], unpack(batch)) end
+  zadd_pairs(KEYS[2], 5)
 elseif op == 'truncate' then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[5], '+inf')
 elseif op == 'state' then

@@ -254,6 +254,19 @@ class Message(models.Model):
         return f"{self.thread_id}#{self.seq} {self.role}"
 
 
+# A message's own columns (no thread, no pk), in the order the API shows them; used to
+# read, copy (fork), snapshot and restore messages.
+MESSAGE_COLUMNS = (
+    "message_id",
+    "seq",
+    "role",
+    "content",
+    "metadata",
+    "token_estimate",
+    "created_at",
+)
+
+
 class Event(models.Model):
     """The audit trail of every state change. Thread and session are kept as plain ids so
     the trail outlives what it describes (a deleted thread keeps its `thread.deleted`)."""

@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 
 from common.errors import InvalidInput, NotFound, ThreadBusy
 from threads import hotcache
-from threads.models import Event, Message, Thread, Tier
+from threads.models import MESSAGE_COLUMNS, Event, Message, Thread, Tier
 
 METADATA_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -49,17 +49,6 @@ def metadata_filter(params: dict[str, str]) -> Q:
                 match |= Q(**{lookup: decoded})
         condition &= match
     return condition
-
-
-MESSAGE_COLUMNS = (
-    "message_id",
-    "seq",
-    "role",
-    "content",
-    "metadata",
-    "token_estimate",
-    "created_at",
-)
 
 
 def message_dict(

@@ -35,6 +35,7 @@ from sessions_app.models import BLOCKING_STATUSES
 from sessions_app.selectors import sessions_blocking
 from threads import hotcache
 from threads.models import (
+    MESSAGE_COLUMNS,
     ApiKey,
     CompactedMessageId,
     Event,
@@ -417,7 +418,7 @@ def _copy_messages(*, source_id: str, target_id: str) -> None:
     # The ORM has no INSERT … SELECT; copying row by row through Python would move every
     # message's content through the process twice.
     table = Message._meta.db_table
-    columns = "message_id, seq, role, content, metadata, token_estimate, created_at"
+    columns = ", ".join(MESSAGE_COLUMNS)
     compacted = CompactedMessageId._meta.db_table
     compacted_columns = "message_id, seq, compaction_id"  # the source's compaction (archive)
     with connection.cursor() as cursor:

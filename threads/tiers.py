@@ -70,8 +70,8 @@ from common.errors import (
 )
 from common.ids import new_id
 from threads import cold, hotcache
-from threads.models import Message, Role, Thread, Tier
-from threads.selectors import MESSAGE_COLUMNS, message_json
+from threads.models import MESSAGE_COLUMNS, Message, Role, Thread, Tier
+from threads.selectors import message_json
 from threads.services import estimate_tokens, event_record
 
 logger = logging.getLogger(__name__)
@@ -266,16 +266,7 @@ def _insert_messages(thread_id: str, rows: list[Message]) -> None:
     if connection.vendor != "postgresql":
         Message.objects.bulk_create(rows, batch_size=1000)
         return
-    columns = (
-        "thread_id",
-        "message_id",
-        "seq",
-        "role",
-        "content",
-        "metadata",
-        "token_estimate",
-        "created_at",
-    )
+    columns = ("thread_id", *MESSAGE_COLUMNS)
     sql = f"COPY {Message._meta.db_table} ({', '.join(columns)}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:

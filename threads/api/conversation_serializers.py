@@ -6,7 +6,6 @@ from django.conf import settings
 from rest_framework import serializers
 
 from common.api.serializers import StrictSerializer
-from threads.api.serializers import MessageOutSerializer
 from threads.models import Compaction, QueuedMessage
 
 # --- Compaction ------------------------------------------------------------------------
@@ -54,11 +53,6 @@ class CompactionSerializer(serializers.ModelSerializer):
 class CompactionPageSerializer(serializers.Serializer):
     results = CompactionSerializer(many=True)
     next = serializers.CharField(allow_null=True, help_text="Pass as ?cursor=.")
-
-
-class OriginalsPageSerializer(serializers.Serializer):
-    results = MessageOutSerializer(many=True)
-    next = serializers.CharField(allow_null=True, help_text="Pass as ?cursor= (the last seq).")
 
 
 # --- Warming ---------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from threads.api.conversation_serializers import (
     CompactionPageSerializer,
     CompactionSerializer,
     CompactRequestSerializer,
-    OriginalsPageSerializer,
     QueuedMessageSerializer,
     QueueDrainSerializer,
     QueueEnqueueSerializer,
     QueuePageSerializer,
     WarmResultSerializer,
 )
+from threads.api.serializers import MessagePageSerializer
 from threads.api.views import validated
 from threads.models import Compaction, Thread
 
@@ -118,7 +118,7 @@ class ThreadConversationViewSet(TenantScopedViewSet):
         summary="The original messages a compaction archived, in seq order",
         parameters=PAGE_PARAMS,
         responses={
-            200: OriginalsPageSerializer,
+            200: MessagePageSerializer,
             **errors(400, 404, 503, conflicts=("compaction_not_succeeded",)),
         },
     )
