@@ -11,7 +11,7 @@ services are called directly, as a Celery worker calls them):
    archive size, and the rows written (deleted, re-sequenced, inserted);
 2. **Warming sweep** over `--threads` threads with armed timers, `--due` of them due: the
    time of each sweep's claim (the locked SELECT … SKIP LOCKED + the conditional UPDATE, in
-   batches of threads.warming.SWEEP_BATCH) until nothing due is left, and a check that each
+   batches of warming.SWEEP_BATCH) until nothing due is left, and a check that each
    due timer was claimed exactly once.
 
 It prints a fixed-width table and asserts nothing about timings. `--json FILE` also writes
@@ -115,7 +115,7 @@ def seed_thread(n: int, content_bytes: int):
 
 
 def bench_compaction(thread, keep_last: int) -> dict:
-    from threads import compaction
+    from threads.conversation import compaction
     from threads.models import Compaction, Message
 
     # The row compaction_request() would queue (its task is what this runs, in-process).
@@ -126,7 +126,7 @@ def bench_compaction(thread, keep_last: int) -> dict:
     done = Compaction.objects.get(pk=request.id)
     if done.status != "succeeded":
         raise BenchError(f"the compaction failed: {done.error}")
-    from threads import cold
+    from threads.storage import cold
 
     archive_bytes = len(cold.get(done.archive_key))
     remaining = Message.objects.filter(thread_id=thread.pk).count()
@@ -149,8 +149,8 @@ def bench_compaction(thread, keep_last: int) -> dict:
 def bench_sweep(tenant, project, n_threads: int, n_due: int) -> dict:
     from django.utils import timezone
 
+    from threads.conversation.warming import SWEEP_BATCH, warming_sweep
     from threads.models import Thread
-    from threads.warming import SWEEP_BATCH, warming_sweep
 
     now = timezone.now()
     Thread.objects.bulk_create(

@@ -11,7 +11,7 @@ data with COPY, and measures:
    served from the Redis cache (a server with REDIS_URL) against the database path (a second
    server without REDIS_URL), plus the miss path (keys dropped before each request: database
    read + cache rebuild); the three are interleaved request by request;
-2. threads.tiers.thread_flush of `--threads` threads × `--messages` messages (in-process, one
+2. tiers.thread_flush of `--threads` threads × `--messages` messages (in-process, one
    at a time, as the sweep does) against raw boto3 put_object of the same gzip bodies, and
    put_object + get_object (the floor of a write verified by a read-back);
 3. thread_flush and thread_hydrate of a `--long`-message thread, `--cycles` times, against
@@ -294,7 +294,7 @@ def seed(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[str, dict[str
 def bench_get(args, key: str, thread_id: str, redis_client) -> tuple[dict[str, Run], int]:
     """Two servers up at once (idle sync workers cost nothing); requests interleaved cache,
     database, miss, cache, … so load from elsewhere hits the three alike."""
-    from threads import hotcache
+    from threads.storage import hotcache
 
     path = f"/api/v1/threads/{thread_id}/messages?limit={args.history}"
     cache_keys = hotcache.keys(thread_id)
@@ -357,8 +357,9 @@ def redis_footprint(redis_client, thread_ids: set[str]) -> tuple[int, int]:
 
 
 def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redis_client):
-    from threads import selectors, tiers
+    from threads import selectors
     from threads.models import Message, Thread, Tier
+    from threads.storage import tiers
 
     step(f"warming the hot cache of {len(ids) + len(warm_ids)} threads")
     for thread in Thread.objects.filter(pk__in=ids + warm_ids):
@@ -420,8 +421,8 @@ def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redi
 def bench_hydrate(
     args, thread_id: str, scratch_id: str, s3, bucket: str, redis_client
 ) -> dict[str, Any]:
-    from threads import hotcache, tiers
     from threads.models import Message, Thread
+    from threads.storage import hotcache, tiers
 
     thread = Thread.objects.get(pk=thread_id)
     key = tiers.snapshot_key(thread_id)

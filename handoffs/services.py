@@ -48,13 +48,13 @@ from sessions_app.models import (
 )
 from sessions_app.services import (
     _event,
-    _lock_open_thread,
     lease_seconds,
     workspace_attach,
     workspace_dispose,
     workspace_provision,
 )
 from sessions_app.workspaces import WorkspaceError
+from threads import events, locks
 from threads.models import Project, Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def _lock(
     expires = now + timedelta(seconds=lease_seconds())
     with transaction.atomic():
         # The thread lock: locked blocks archiving, so it must not race thread_archive.
-        _lock_open_thread(source.thread_id)
+        locks.lock_open_thread(source.thread_id)
         rows = [
             Handoff(
                 tenant_id=source.tenant_id,
@@ -236,7 +236,7 @@ def _lock(
         Handoff.objects.bulk_create(rows)
         _event(
             source,
-            "handoff.locked",
+            events.HANDOFF_LOCKED,
             handoff=group_id,
             mode=mode,
             recipients=len(recipients),
@@ -335,7 +335,7 @@ def _commit(
             )
         _event(
             source,
-            "handoff.committed",
+            events.HANDOFF_COMMITTED,
             handoff=group_id,
             mode=mode,
             new_owner_version=new_version,
@@ -389,7 +389,7 @@ def _rollback(
             )
             _event(
                 source,
-                "handoff.rolled_back",
+                events.HANDOFF_ROLLED_BACK,
                 handoff=group_id,
                 mode=mode,
                 partial_state=partial_state,

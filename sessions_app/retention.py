@@ -46,10 +46,11 @@ from sessions_app.models import (
 )
 from sessions_app.services import workspace_dispose
 from sessions_app.workspaces import WorkspaceError
-from threads import cold, tiers
+from threads import events
+from threads.events import event_record
 from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier
 from threads.selectors import message_json
-from threads.services import event_record
+from threads.storage import cold, tiers
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def subsession_archive(*, subsession: SubSession) -> SubSession:
         if archived:
             event_record(
                 tenant_id=edge.tenant_id,
-                kind="subsession.archived",
+                kind=events.SUBSESSION_ARCHIVED,
                 thread_id=edge.child.thread_id,
                 session_id=edge.child_id,
                 payload={
@@ -307,7 +308,7 @@ def subsession_restore(*, subsession: SubSession) -> SubSession:
         if restored:
             event_record(
                 tenant_id=edge.tenant_id,
-                kind="subsession.restored",
+                kind=events.SUBSESSION_RESTORED,
                 thread_id=edge.child.thread_id,
                 session_id=edge.child_id,
                 payload={

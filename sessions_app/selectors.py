@@ -1,12 +1,15 @@
-"""Reads: sessions, their children and what blocks a thread, always within one tenant."""
+"""Reads: sessions, their children and what blocks a thread, always within one tenant.
+
+The one module of sessions_app that threads may import: what threads must know about
+sessions (is a turn running? what blocks an archive?) it asks here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet
 
-from sessions_app.models import Session, SubSession
+from sessions_app.models import Session, SessionStatus, SubSession
 
 BLOCKING_SAMPLE_LIMIT = 50
 
@@ -29,3 +32,14 @@ def session_children(*, session: Session) -> QuerySet[SubSession]:
     return SubSession.objects.filter(parent_id=session.pk).select_related(
         "child", "child__workspace"
     )
+
+
+def thread_is_generating(*, thread_id: str) -> bool:
+    """Is a turn running on the thread: is one of its sessions active?"""
+    return Session.objects.filter(thread_id=thread_id, status=SessionStatus.ACTIVE).exists()
+
+
+def active_sessions_of_outer_thread() -> QuerySet[Session]:
+    """The sessions running a turn on the thread of an outer query (correlated on
+    OuterRef("pk")): for Exists() in thread queries."""
+    return Session.objects.filter(thread_id=OuterRef("pk"), status=SessionStatus.ACTIVE)

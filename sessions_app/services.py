@@ -2,8 +2,8 @@
 
 Concurrency rules, relied on by every function here and in handoffs/services.py:
 
-- Locks are taken in one order: the thread row (_lock_open_thread), then session rows,
-  then sub-session/handoff rows. Every transaction that creates a session or moves one into
+- Locks are taken through threads.locks, in the order it names: the thread row, then
+  session rows. Every transaction that creates a session or moves one into
   a status that blocks thread archiving locks the thread row and re-checks it is open, so it
   cannot race thread_archive/thread_delete (which take the same lock).
 - Status changes are conditional UPDATEs on the status they start from
@@ -52,8 +52,9 @@ from sessions_app.models import (
     WorkspaceStatus,
 )
 from sessions_app.workspaces import WorkspaceError
+from threads import events, locks
+from threads.events import event_record
 from threads.models import Lifecycle, Project, Tenant, Thread
-from threads.services import _require_open, event_record
 
 logger = logging.getLogger(__name__)
 
@@ -72,30 +73,6 @@ def _event(session: Session, kind: str, **payload: Any) -> None:
         session_id=session.pk,
         payload=payload,
     )
-
-
-# What session writes read from their thread. The lock covers the whole row either way;
-# loading it whole (threads.services._lock) would drag the state slice, up to
-# MAX_STATE_BYTES, through every turn and handoff.
-_THREAD_COLUMNS = ("id", "tenant", "project", "status", "lifecycle")
-
-
-def _lock_open_thread(thread_id: str) -> Thread:
-    """Inside a transaction: the thread's row lock, and 409 thread_archived if archived."""
-    # A one-row slice by pk: first() would add an ORDER BY (Meta.ordering) to every lock.
-    query = Thread.objects.select_for_update().only(*_THREAD_COLUMNS).filter(pk=thread_id)
-    thread = next(iter(query.order_by()[:1]), None)
-    if thread is None:
-        raise NotFound("Thread not found.")
-    _require_open(thread)
-    return thread
-
-
-def _lock_session(session_id: str) -> Session:
-    locked = Session.objects.select_for_update().filter(pk=session_id).first()
-    if locked is None:
-        raise NotFound("Session not found.")
-    return locked
 
 
 def lease_seconds() -> int:
@@ -158,7 +135,7 @@ def _sync_lifecycle(thread: Thread, *, turn_started: bool = False) -> None:
     thread.lifecycle = target
     event_record(
         tenant_id=thread.tenant_id,
-        kind="thread.lifecycle_changed",
+        kind=events.THREAD_LIFECYCLE_CHANGED,
         thread_id=thread.pk,
         payload={"from": previous, "to": target},
     )
@@ -172,18 +149,22 @@ class Transition:
     event: str
 
 
-TURN_START = Transition("start_turn", (S.IDLE,), S.ACTIVE, "session.turn_started")
-TURN_SETTLE = Transition("settle_turn", (S.ACTIVE,), S.IDLE, "session.turn_settled")
-HITL_REQUEST = Transition("request_hitl", (S.ACTIVE,), S.AWAITING_HITL, "session.hitl_requested")
-HITL_RESOLVE = Transition("resolve_hitl", (S.AWAITING_HITL,), S.ACTIVE, "session.hitl_resolved")
+TURN_START = Transition("start_turn", (S.IDLE,), S.ACTIVE, events.SESSION_TURN_STARTED)
+TURN_SETTLE = Transition("settle_turn", (S.ACTIVE,), S.IDLE, events.SESSION_TURN_SETTLED)
+HITL_REQUEST = Transition(
+    "request_hitl", (S.ACTIVE,), S.AWAITING_HITL, events.SESSION_HITL_REQUESTED
+)
+HITL_RESOLVE = Transition(
+    "resolve_hitl", (S.AWAITING_HITL,), S.ACTIVE, events.SESSION_HITL_RESOLVED
+)
 FAIL = Transition(
     "fail",
     (S.IDLE, S.ACTIVE, S.LOCKED, S.AWAITING_HITL, S.AWAITING_MERGE, S.FAILED),
     S.FAILED,
-    "session.failed",
+    events.SESSION_FAILED,
 )
-ARCHIVE = Transition("archive", (S.IDLE, S.FAILED), S.ARCHIVED, "session.archived")
-MERGE = Transition("merge", (S.AWAITING_MERGE,), S.IDLE, "session.merged")
+ARCHIVE = Transition("archive", (S.IDLE, S.FAILED), S.ARCHIVED, events.SESSION_ARCHIVED)
+MERGE = Transition("merge", (S.AWAITING_MERGE,), S.IDLE, events.SESSION_MERGED)
 
 
 def _transition(
@@ -194,7 +175,7 @@ def _transition(
     Leaving a status clears any lock lease, so a session moved out of `locked` (fail,
     summary) makes the handoff holding it fail its commit instead of committing over it."""
     with transaction.atomic():
-        thread = _lock_open_thread(session.thread_id)
+        thread = locks.lock_open_thread(session.thread_id)
         _apply(session, t, thread=thread, extra=extra, **payload)
     session.refresh_from_db()
     return session
@@ -237,7 +218,7 @@ def _before_turn_start(*, session: Session) -> None:
     """Runs before a turn starts, outside any transaction (slow I/O allowed).
 
     The tiers work hydrates a cold thread here, so the turn starts on a hot thread."""
-    from threads.tiers import thread_ensure_hot
+    from threads.storage.tiers import thread_ensure_hot
 
     thread_ensure_hot(thread=session.thread)
 
@@ -246,7 +227,7 @@ def _on_turn_started(*, session: Session, thread: Thread) -> None:
     """Runs inside the turn-start transaction with the thread row locked.
 
     Cache warming cancels the thread's timer here (dispatch: turn start clears nextWarmAt)."""
-    from threads.warming import warming_on_turn_start
+    from threads.conversation.warming import warming_on_turn_start
 
     warming_on_turn_start(thread=thread)
 
@@ -257,8 +238,8 @@ def _on_turn_settled(*, session: Session, thread: Thread) -> None:
 
     Cache warming arms the thread's timer here (a column write); auto-compaction decides from
     the stored usage and enqueues itself with transaction.on_commit(...)."""
-    from threads.compaction import compaction_after_settle
-    from threads.warming import warming_on_settle
+    from threads.conversation.compaction import compaction_after_settle
+    from threads.conversation.warming import warming_on_settle
 
     warming_on_settle(thread=thread)
     compaction_after_settle(thread=thread)
@@ -274,14 +255,14 @@ def session_create(*, tenant: Tenant, thread_id: str, actor: Actor) -> Session:
         raise NotFound("Thread not found.", field="thread", id=thread_id)
     with transaction.atomic():
         # The thread lock: a session cannot appear on a thread being archived or deleted.
-        locked = _lock_open_thread(thread.pk)
+        locked = locks.lock_open_thread(thread.pk)
         session = Session.objects.create(
             tenant_id=tenant.pk,
             thread_id=locked.pk,
             project_id=locked.project_id,
             current_actor=actor,
         )
-        _event(session, "session.created", actor=actor)
+        _event(session, events.SESSION_CREATED, actor=actor)
     return session
 
 
@@ -290,7 +271,7 @@ def session_turn_start(*, session: Session) -> Session:
     _before_turn_start(session=session)
     now = timezone.now()
     with transaction.atomic():
-        thread = _lock_open_thread(session.thread_id)
+        thread = locks.lock_open_thread(session.thread_id)
         _apply(session, TURN_START, thread=thread, turn_started=True)
         Thread.objects.filter(pk=thread.pk).update(last_activity_at=now)
         _on_turn_started(session=session, thread=thread)
@@ -322,7 +303,7 @@ def session_turn_settle(*, session: Session, usage: Usage) -> Session:
     settled usage auto-compaction decides from)."""
     now = timezone.now()
     with transaction.atomic():
-        thread = _lock_open_thread(session.thread_id)
+        thread = locks.lock_open_thread(session.thread_id)
         _apply(
             session,
             TURN_SETTLE,
@@ -384,8 +365,8 @@ def session_spawn(
     project = Project.objects.get(pk=session.project_id)
     backend = workspace_backend or project.workspace_backend
     with transaction.atomic():
-        _lock_open_thread(session.thread_id)
-        parent = _lock_session(session.pk)
+        locks.lock_open_thread(session.thread_id)
+        parent = locks.lock_session(session.pk)
         if parent.status not in (S.IDLE, S.ACTIVE):
             raise _illegal(parent.pk, "spawn")
         check_depth(session=parent, project=project)
@@ -423,7 +404,7 @@ def session_spawn(
         if workspace is not None:
             made.append(workspace)
         with transaction.atomic():
-            thread = _lock_open_thread(parent.thread_id)
+            thread = locks.lock_open_thread(parent.thread_id)
             now = timezone.now()
             committed = Session.objects.filter(
                 pk=child.pk, status=S.LOCKED, lock_token=token, lock_expires_at__gt=now
@@ -444,7 +425,7 @@ def session_spawn(
             _sync_lifecycle(thread)
             _event(
                 parent,
-                "session.spawned",
+                events.SESSION_SPAWNED,
                 child=child.pk,
                 subsession=edge.pk,
                 actor=actor,
@@ -474,16 +455,12 @@ def _spawn_compensate(
     try:
         with transaction.atomic():
             # Only a child still held by this spawn (not one the sweep already removed).
-            doomed = (
-                Session.objects.select_for_update()
-                .filter(pk=child.pk, status=S.LOCKED, lock_token=token)
-                .first()
-            )
+            doomed = locks.lock_session_where(child.pk, status=S.LOCKED, lock_token=token)
             if doomed is not None:
                 doomed.delete()  # its edge goes with it (CASCADE)
             _event(
                 parent,
-                "session.spawn_rolled_back",
+                events.SESSION_SPAWN_ROLLED_BACK,
                 child=child.pk,
                 subsession=token,
                 error=str(error)[:500],
@@ -495,7 +472,7 @@ def _spawn_compensate(
 # --- Summaries, merge, interventions ---------------------------------------------------
 
 SUMMARIZABLE = (S.ACTIVE, S.LOCKED, S.AWAITING_MERGE)
-SUMMARIZE = Transition("summarize", SUMMARIZABLE, S.IDLE, "session.summarized")
+SUMMARIZE = Transition("summarize", SUMMARIZABLE, S.IDLE, events.SESSION_SUMMARIZED)
 
 
 @dataclass(frozen=True)
@@ -528,8 +505,8 @@ def session_summarize(
             fields={"agent_summary": [f"At most {AGENT_SUMMARY_MAX_CHARS} characters."]},
         )
     with transaction.atomic():
-        thread = _lock_open_thread(session.thread_id)
-        current = _lock_session(session.pk)
+        thread = locks.lock_open_thread(session.thread_id)
+        current = locks.lock_session(session.pk)
         existing = Summary.objects.filter(session_id=current.pk).first()
         if existing is not None:
             if summary.matches(existing):
@@ -563,8 +540,8 @@ def session_merge(*, session: Session) -> Session:
     """Close a broadcast: awaiting_merge → idle once every broadcast child is idle, failed
     or archived (else 409 children_running); their sub-sessions become merged."""
     with transaction.atomic():
-        thread = _lock_open_thread(session.thread_id)
-        current = _lock_session(session.pk)
+        thread = locks.lock_open_thread(session.thread_id)
+        current = locks.lock_session(session.pk)
         if current.status != S.AWAITING_MERGE:
             raise _illegal(current.pk, "merge")
         edges = SubSession.objects.filter(parent_id=current.pk, broadcast_id__isnull=False).exclude(
@@ -619,8 +596,8 @@ def session_intervene(
             raise NotFound("Summary not found.", field="prev_summary", id=prev_summary_id)
         _check_summary_chain(session=session, prev=prev, limit=project.max_intervention_depth)
     with transaction.atomic():
-        _lock_open_thread(session.thread_id)
-        parent = _lock_session(session.pk)
+        locks.lock_open_thread(session.thread_id)
+        parent = locks.lock_session(session.pk)
         if parent.status == S.ARCHIVED:
             raise _illegal(parent.pk, "intervene")
         child = Session.objects.create(
@@ -640,7 +617,7 @@ def session_intervene(
         )
         _event(
             parent,
-            "session.intervention_created",
+            events.SESSION_INTERVENTION_CREATED,
             child=child.pk,
             subsession=edge.pk,
             actor=actor,
@@ -744,11 +721,11 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
     )
     if token is None:
         return False
-    claim = Session.objects.filter(pk=session.pk, status=S.LOCKED, lock_token=token)
+    claim = {"status": S.LOCKED, "lock_token": token}
     if not force:
-        claim = claim.filter(lock_expires_at__lt=now)
+        claim["lock_expires_at__lt"] = now
     with transaction.atomic():
-        held = claim.select_for_update().first()
+        held = locks.lock_session_where(session.pk, **claim)
         if held is None:
             return False
         spawn = SubSession.objects.filter(
@@ -759,9 +736,11 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
             parent = Session.objects.get(pk=spawn.parent_id)
             child_id = held.pk
             held.delete()  # its edge goes with it (CASCADE)
-            _event(parent, "session.lock_recovered", removed_child=child_id, **payload)
+            _event(parent, events.SESSION_LOCK_RECOVERED, removed_child=child_id, **payload)
         else:
-            claim.update(status=S.IDLE, lock_token="", lock_expires_at=None, updated_at=now)
+            Session.objects.filter(pk=held.pk).update(
+                status=S.IDLE, lock_token="", lock_expires_at=None, updated_at=now
+            )
             rolled_back = Handoff.objects.filter(
                 group_id=token, outcome=HandoffOutcome.PENDING
             ).update(
@@ -769,7 +748,7 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
                 error="The lock lease expired before the handoff committed.",
                 completed_at=now,
             )
-            _event(held, "session.lock_recovered", handoffs_rolled_back=rolled_back, **payload)
+            _event(held, events.SESSION_LOCK_RECOVERED, handoffs_rolled_back=rolled_back, **payload)
     for workspace in Workspace.objects.filter(
         operation=token, session__isnull=True, status__in=_LIVE_WORKSPACE
     ):

@@ -14,10 +14,10 @@ from django.db.models import Count, Q
 
 from sessions_app.retention import subsessions_retention_sweep
 from sessions_app.services import session_locks_recover
-from threads.compaction import RetryLater, compaction_backstop, compaction_run
+from threads.conversation.compaction import RetryLater, compaction_backstop, compaction_run
+from threads.conversation.warming import SWEEP_BATCH, RetryWarm, warm_timer_run, warming_sweep
 from threads.models import Lifecycle, Thread
-from threads.tiers import flush_idle_batch, idle_cutoff
-from threads.warming import SWEEP_BATCH, RetryWarm, warm_timer_run, warming_sweep
+from threads.storage.tiers import flush_idle_batch, idle_cutoff
 
 logger = logging.getLogger(__name__)
 

@@ -71,7 +71,7 @@ class MotoServer:
         from botocore.config import Config
 
         return {
-            "BACKEND": "threads.cold.ColdS3Storage",
+            "BACKEND": "threads.storage.cold.ColdS3Storage",
             "OPTIONS": {
                 "bucket_name": bucket,
                 "endpoint_url": self.url,

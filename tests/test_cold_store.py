@@ -1,8 +1,8 @@
-"""threads.cold against the real S3 endpoint (moto_server)."""
+"""threads.storage.cold against the real S3 endpoint (moto_server)."""
 
 import pytest
 
-from threads import cold
+from threads.storage import cold
 
 
 def test_an_object_written_to_s3_reads_back_with_the_gzip_content_type(s3):

@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
-from threads import compaction, queue, warming
+from threads.conversation import compaction, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
 
 ORIGINALS_SHOWN = 1000

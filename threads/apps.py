@@ -7,7 +7,7 @@ class ThreadsConfig(AppConfig):
 
     def ready(self) -> None:
         from common.health import READINESS_PROBES
-        from threads import hotcache, tiers
+        from threads.storage import hotcache, tiers
 
         # Both optional for serving hot threads: "degraded" (200) when they fail.
         READINESS_PROBES["redis"] = hotcache.probe

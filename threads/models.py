@@ -198,7 +198,7 @@ class Thread(models.Model):
                 name="thread_warm_due",
                 condition=models.Q(next_warm_at__isnull=False),
             ),
-            # The flush sweep (threads.tiers.idle_threads): hot threads idle since a cutoff,
+            # The flush sweep (threads.storage.tiers.idle_threads): hot threads idle since a cutoff,
             # keyset-paginated by (last_activity_at, id). Cold threads stay out of it.
             models.Index(
                 fields=("last_activity_at", "id"),

@@ -11,8 +11,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from common.errors import InvalidInput, NotFound, ThreadBusy
-from threads import hotcache
 from threads.models import MESSAGE_COLUMNS, Event, Message, Thread, Tier
+from threads.storage import hotcache
 
 METADATA_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -103,7 +103,7 @@ def messages_page_json(
     last_flushed_at changed) what was read may be partial — hydrate and read again; if only
     history_version moved, the page is a consistent newer state, served but not cached
     under the older version's label."""
-    from threads.tiers import thread_ensure_hot
+    from threads.storage.tiers import thread_ensure_hot
 
     for _ in range(3):
         thread_ensure_hot(thread=thread)
@@ -162,3 +162,11 @@ def events_after(
     if position is None:
         raise InvalidInput("Unknown event id in 'after'.", parameter="after")
     return queryset.filter(id__gt=position)
+
+
+def history_read(*, thread_id: str, up_to_seq: int | None = None) -> list[dict[str, Any]]:
+    """The thread's messages in seq order, as dicts (optionally only seq ≤ up_to_seq)."""
+    query = Message.objects.filter(thread_id=thread_id)
+    if up_to_seq is not None:
+        query = query.filter(seq__lte=up_to_seq)
+    return list(query.order_by("seq").values(*MESSAGE_COLUMNS))

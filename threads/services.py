@@ -33,12 +33,12 @@ from common.errors import (
 from common.ids import new_id
 from sessions_app.models import BLOCKING_STATUSES
 from sessions_app.selectors import sessions_blocking
-from threads import hotcache
+from threads import events, locks
+from threads.events import thread_event
 from threads.models import (
     MESSAGE_COLUMNS,
     ApiKey,
     CompactedMessageId,
-    Event,
     Lifecycle,
     Message,
     Project,
@@ -48,31 +48,7 @@ from threads.models import (
     Tier,
 )
 from threads.selectors import message_json
-
-# --- Events ----------------------------------------------------------------------------
-
-
-def event_record(
-    *,
-    tenant_id: str,
-    kind: str,
-    thread_id: str | None = None,
-    session_id: str | None = None,
-    payload: dict[str, Any] | None = None,
-) -> Event:
-    """Append to the audit trail; call it inside the transaction of the change it records."""
-    return Event.objects.create(
-        tenant_id=tenant_id,
-        kind=kind,
-        thread_id=thread_id,
-        session_id=session_id,
-        payload=payload or {},
-    )
-
-
-def _thread_event(thread: Thread, kind: str, **payload: Any) -> Event:
-    return event_record(tenant_id=thread.tenant_id, kind=kind, thread_id=thread.id, payload=payload)
-
+from threads.storage import hotcache
 
 # --- Tenancy ---------------------------------------------------------------------------
 
@@ -164,26 +140,13 @@ def thread_create(
         thread = Thread.objects.create(
             tenant=tenant, project=project, title=title, metadata=metadata or {}
         )
-        _thread_event(thread, "thread.created", project=project.id)
+        thread_event(thread, events.THREAD_CREATED, project=project.id)
     return thread
 
 
 def _require_open(thread: Thread) -> None:
     if thread.status == ThreadStatus.ARCHIVED:
         raise ThreadArchived(thread=thread.id)
-
-
-def _lock(thread: Thread, *fields: str) -> Thread:
-    """Re-read the thread under its row lock (inside a transaction), or 404 if it is gone.
-    With `fields`, only those columns are loaded (an append need not decode the state)."""
-    # A one-row slice by pk: first() would add an ORDER BY (Meta.ordering) to compile.
-    query = Thread.objects.select_for_update().filter(pk=thread.pk).order_by()
-    if fields:
-        query = query.only(*fields)
-    locked = next(iter(query[:1]), None)
-    if locked is None:
-        raise NotFound("Thread not found.")
-    return locked
 
 
 class _WentCold(Exception):
@@ -193,7 +156,7 @@ class _WentCold(Exception):
 def _lock_hot(thread: Thread, *fields: str) -> Thread:
     """_lock for writes of history: the thread must still be hot under the lock (a flush
     may have committed since the caller hydrated it; _on_hot_thread then retries)."""
-    locked = _lock(thread, *(("tier", *fields) if fields else ()))
+    locked = locks.lock_thread(thread.pk, *(("tier", *fields) if fields else ()))
     if locked.tier != Tier.HOT:
         raise _WentCold
     return locked
@@ -207,7 +170,7 @@ def _on_hot_thread(write):
 
     @functools.wraps(write)
     def run(*, thread: Thread, **kwargs: Any):
-        from threads.tiers import thread_ensure_hot  # tiers builds on this module
+        from threads.storage.tiers import thread_ensure_hot  # tiers builds on this module
 
         for _ in range(3):
             thread_ensure_hot(thread=thread)
@@ -263,7 +226,7 @@ def thread_update(
                 raise ThreadArchived(thread=thread.id)
             raise StaleVersion(expected=expected_version, actual=current["version"])
         thread.refresh_from_db()
-        _thread_event(thread, "thread.edited", fields=sorted(columns), version=thread.version)
+        thread_event(thread, events.THREAD_EDITED, fields=sorted(columns), version=thread.version)
     return thread
 
 
@@ -278,7 +241,7 @@ def _transition(thread: Thread, kind: str, where: Q, **columns: Any) -> Thread:
         )
         thread.refresh_from_db()
         if updated:
-            _thread_event(thread, kind, version=thread.version)
+            thread_event(thread, kind, version=thread.version)
         elif thread.is_archived and columns.get("status") != ThreadStatus.ARCHIVED:
             raise ThreadArchived(thread=thread.id)  # archived between our read and the UPDATE
     return thread
@@ -306,8 +269,8 @@ def thread_archive(*, thread: Thread) -> Thread:
     Refused while a session is active, locked, awaiting_hitl or awaiting_merge — checked
     even when the thread is already archived."""
     with transaction.atomic():
-        _require_no_sessions(_lock(thread), op="archive", statuses=BLOCKING_STATUSES)
-        return _transition(thread, "thread.archived", _OPEN, status=ThreadStatus.ARCHIVED)
+        _require_no_sessions(locks.lock_thread(thread.pk), op="archive", statuses=BLOCKING_STATUSES)
+        return _transition(thread, events.THREAD_ARCHIVED, _OPEN, status=ThreadStatus.ARCHIVED)
 
 
 def thread_close(*, thread: Thread) -> Thread:
@@ -315,7 +278,7 @@ def thread_close(*, thread: Thread) -> Thread:
     _require_open(thread)
     return _transition(
         thread,
-        "thread.closed",
+        events.THREAD_CLOSED,
         _OPEN & ~Q(lifecycle=Lifecycle.CLOSED),
         lifecycle=Lifecycle.CLOSED,
         warming_enabled=False,
@@ -330,11 +293,11 @@ def thread_open(*, thread: Thread) -> Thread:
     answer cannot go stale before the UPDATE."""
     _require_open(thread)
     with transaction.atomic():
-        _lock(thread, "status")
+        locks.lock_thread(thread.pk, "status")
         _, running = sessions_blocking(thread_id=thread.pk, statuses=("active",))
         return _transition(
             thread,
-            "thread.opened",
+            events.THREAD_OPENED,
             _OPEN & Q(lifecycle=Lifecycle.CLOSED),
             lifecycle=Lifecycle.ACTIVE if running else Lifecycle.IDLE,
         )
@@ -343,8 +306,8 @@ def thread_open(*, thread: Thread) -> Thread:
 def thread_delete(*, thread: Thread) -> None:
     """Delete, refused while any session is attached (no cascade)."""
     with transaction.atomic():
-        _require_no_sessions(_lock(thread), op="delete", statuses=None)
-        _thread_event(thread, "thread.deleted", title=thread.title, project=thread.project_id)
+        _require_no_sessions(locks.lock_thread(thread.pk), op="delete", statuses=None)
+        thread_event(thread, events.THREAD_DELETED, title=thread.title, project=thread.project_id)
         Thread.objects.filter(pk=thread.pk).delete()
         # Its cached keys and its cold snapshot (kept after a hydrate) go too, after the commit.
         hotcache.on_commit_drop(thread_id=thread.pk)
@@ -354,7 +317,7 @@ def thread_delete(*, thread: Thread) -> None:
 
 
 def _snapshot_discard(thread_id: str) -> None:
-    from threads.tiers import snapshot_discard  # tiers builds on this module
+    from threads.storage.tiers import snapshot_discard  # tiers builds on this module
 
     snapshot_discard(thread_id=thread_id)
 
@@ -410,7 +373,7 @@ def thread_fork(*, thread: Thread, title: str | None = None) -> Thread:
             compaction_keep_last=source.compaction_keep_last,
         )
         _copy_messages(source_id=source.pk, target_id=fork.pk)
-        _thread_event(fork, "thread.forked", source=source.id, messages=source.message_count)
+        thread_event(fork, events.THREAD_FORKED, source=source.id, messages=source.message_count)
     return fork
 
 
@@ -604,7 +567,7 @@ def messages_truncate(*, thread: Thread, from_id: str) -> int:
             new_version=locked.history_version + 1,
             from_seq=start,
         )
-        _thread_event(locked, "thread.history_truncated", from_id=from_id, removed=removed)
+        thread_event(locked, events.THREAD_HISTORY_TRUNCATED, from_id=from_id, removed=removed)
     thread.refresh_from_db()
     return removed
 
@@ -647,6 +610,6 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
             members=_cache_members(rows),
             state=locked.state,
         )
-        _thread_event(locked, "thread.history_replaced", removed=removed, messages=len(rows))
+        thread_event(locked, events.THREAD_HISTORY_REPLACED, removed=removed, messages=len(rows))
         result.appended, result.last_seq = len(rows), seq
     return result

@@ -224,7 +224,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "cold": (
         {
-            "BACKEND": "threads.cold.ColdS3Storage",
+            "BACKEND": "threads.storage.cold.ColdS3Storage",
             "OPTIONS": {
                 "bucket_name": AWS_STORAGE_BUCKET_NAME,
                 "endpoint_url": AWS_S3_ENDPOINT_URL,

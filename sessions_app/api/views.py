@@ -33,7 +33,7 @@ from sessions_app.api.serializers import (
 )
 from sessions_app.models import Session
 from threads.api.views import validated
-from threads.queue import queue_count
+from threads.conversation.queue import queue_count
 
 SESSION = {200: SessionSerializer}
 WITH_EDGE = {201: SessionWithEdgeSerializer}

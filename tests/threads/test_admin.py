@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from common.admin import NoCountPaginator
 from tests.factories import ProjectFactory
-from threads import services
+from threads import events, services
 from threads.models import (
     ApiKey,
     Event,
@@ -184,7 +184,7 @@ def test_events_filter_by_kind_and_search_by_public_thread_and_session_id(
 ):
     thread = data["thread"]
     other = make_thread(project, "other")
-    session_event = services.event_record(
+    session_event = events.event_record(
         tenant_id=project.tenant_id, kind="session.created", session_id="ses_abc123def456"
     )
 

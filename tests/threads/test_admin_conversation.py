@@ -9,9 +9,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from tests.threads.conversation_helpers import append, events, say
-from threads.compaction import compaction_request, compaction_run
+from threads.conversation.compaction import compaction_request, compaction_run
+from threads.conversation.queue import queue_enqueue
 from threads.models import Compaction, QueuedMessage, Thread
-from threads.queue import queue_enqueue
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from tests.threads.conversation_helpers import (
     worker_env,
 )
 from tests.workers import celery_worker, wait_for
-from threads import cold, services
-from threads.compaction import (
+from threads import services
+from threads.conversation.compaction import (
     PROMPT_HEADER,
     SUMMARY_PREFIX,
     build_prompt,
@@ -31,8 +31,9 @@ from threads.compaction import (
     compaction_request,
     compaction_run,
 )
+from threads.conversation.queue import queue_enqueue
 from threads.models import Compaction, Event, Message, Thread
-from threads.queue import queue_enqueue
+from threads.storage import cold
 
 
 def url(thread, suffix: str = "") -> str:
@@ -309,7 +310,7 @@ def test_a_truncation_of_the_summarized_part_during_the_run_makes_it_start_over(
 
 def test_compaction_of_a_cold_thread_hydrates_it_first(long_thread, llm, s3):
     # given: a thread flushed to cold storage (no message rows left)
-    from threads.tiers import thread_flush
+    from threads.storage.tiers import thread_flush
 
     thread_flush(thread=long_thread)
     long_thread.refresh_from_db()
@@ -335,7 +336,7 @@ def test_compaction_of_a_cold_thread_hydrates_it_first(long_thread, llm, s3):
 
 
 def test_a_compacted_thread_flushes_and_hydrates_with_its_summary(long_thread, llm, s3):
-    from threads.tiers import thread_flush, thread_hydrate
+    from threads.storage.tiers import thread_flush, thread_hydrate
 
     compaction = compaction_request(thread=long_thread)
     compaction_run(compaction_id=compaction.id)
@@ -394,7 +395,7 @@ def test_of_concurrent_compaction_requests_exactly_one_is_queued(api, project, s
 
     from django.db import connection
 
-    from threads.conversation import CompactionInProgress
+    from threads.conversation.errors import CompactionInProgress
 
     thread = services.thread_create(tenant=api.tenant, project_id=project.id)
     append(thread, say(12))
@@ -614,7 +615,7 @@ def test_an_overloaded_provider_is_retried_and_each_retry_recorded(
 
 
 def test_a_retry_puts_the_compaction_back_to_queued_until_it_is_due(long_thread, llm, s3):
-    from threads.compaction import RetryLater
+    from threads.conversation.compaction import RetryLater
 
     llm.fail_next(1, status=503)
     compaction = compaction_request(thread=long_thread)

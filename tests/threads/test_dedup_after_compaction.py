@@ -12,8 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.threads.conversation_helpers import say
-from threads import cold, services, tiers
+from threads import services
 from threads.models import CompactedMessageId, Compaction, Message, Thread
+from threads.storage import cold, tiers
 
 pytestmark = pytest.mark.django_db
 

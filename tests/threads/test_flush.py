@@ -20,8 +20,9 @@ from django_redis import get_redis_connection
 
 from tests import workers
 from tests.conftest import assert_error
-from threads import cold, hotcache, services, tiers
+from threads import services
 from threads.models import Event, Message, Thread
+from threads.storage import cold, hotcache, tiers
 
 pytestmark = pytest.mark.django_db
 
@@ -232,7 +233,7 @@ def test_a_mismatch_between_write_and_read_back_keeps_the_rows_and_a_retry_conve
 CRASH_AFTER_WRITE = """
 import os, django
 django.setup()
-from threads import cold, tiers
+from threads.storage import cold, tiers
 from threads.models import Thread
 real_put = cold.put
 def put_then_die(key, body):

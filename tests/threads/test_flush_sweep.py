@@ -14,8 +14,9 @@ from django.utils import timezone
 from tasks.schedules import SCHEDULES
 from tasks.tasks import flush_idle_threads
 from tests.workers import celery_worker, wait_for
-from threads import cold, services, tiers
+from threads import services
 from threads.models import Event, Message, Thread
+from threads.storage import cold, tiers
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django_redis import get_redis_connection
 
 from tests.s3 import free_port
-from threads import hotcache, services
+from threads import services
 from threads.models import Message, Thread
+from threads.storage import hotcache
 
 pytestmark = pytest.mark.django_db
 
@@ -295,7 +296,7 @@ def dead_redis(settings):
 def test_appends_and_reads_succeed_when_redis_is_down(
     api, thread, dead_redis, caplog, django_capture_on_commit_callbacks
 ):
-    with caplog.at_level(logging.WARNING, logger="threads.hotcache"):
+    with caplog.at_level(logging.WARNING, logger="threads.storage.hotcache"):
         appended = append(api, thread, "a", "b", capture=django_capture_on_commit_callbacks)
         read = api.get(url(thread, "messages"))
         state = api.put(url(thread, "state"), {"state": {"k": 1}})

@@ -14,8 +14,9 @@ from django.db import connection
 from django_redis import get_redis_connection
 
 from tests.conftest import assert_error
-from threads import cold, hotcache, services, tiers
+from threads import services
 from threads.models import Event, Message, Thread
+from threads.storage import cold, hotcache, tiers
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from threads.providers import (
+from threads.conversation.providers import (
     SUMMARY_MAX_TOKENS,
     WARM_PROMPT,
     AnthropicProvider,

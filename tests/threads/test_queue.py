@@ -9,8 +9,8 @@ from django.db import connection
 
 from tests.conftest import assert_error
 from threads import services
+from threads.conversation.queue import queue_count, queue_drain, queue_enqueue
 from threads.models import QueuedMessage, Thread
-from threads.queue import queue_count, queue_drain, queue_enqueue
 
 
 def url(thread, suffix: str = "") -> str:

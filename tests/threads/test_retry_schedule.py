@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from threads.retry import BUDGET_S, jittered, nominal_delay, retry_delay, schedule
+from threads.conversation.retry import BUDGET_S, jittered, nominal_delay, retry_delay, schedule
 
 EXPECTED = [5, 10, 30, 60, 300, 600, 900, 1800] + [1800] * 13
 

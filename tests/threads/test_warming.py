@@ -21,9 +21,8 @@ from tests.threads.conversation_helpers import (
 )
 from tests.workers import celery_worker, wait_for
 from threads import services
-from threads.models import Event, Thread
-from threads.providers import WARM_PROMPT, Usage
-from threads.warming import (
+from threads.conversation.providers import WARM_PROMPT, Usage
+from threads.conversation.warming import (
     CLAIM_LEASE,
     RetryWarm,
     cache_pct,
@@ -33,6 +32,7 @@ from threads.warming import (
     warming_on_turn_start,
     warming_sweep,
 )
+from threads.models import Event, Thread
 
 
 def url(thread) -> str:
@@ -436,7 +436,7 @@ def test_turns_start_and_settle_clear_and_arm_the_timer(api, chatty):
 
 
 def test_a_manual_warm_of_a_cold_thread_hydrates_it_first(api, chatty, llm, s3):
-    from threads.tiers import thread_flush
+    from threads.storage.tiers import thread_flush
 
     thread_flush(thread=chatty)
     response = api.post(url(chatty))

@@ -18,7 +18,6 @@ from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import NotFound
-from threads import compaction, queue, warming
 from threads.api.conversation_serializers import (
     CompactionPageSerializer,
     CompactionSerializer,
@@ -31,6 +30,7 @@ from threads.api.conversation_serializers import (
 )
 from threads.api.serializers import MessagePageSerializer
 from threads.api.views import validated
+from threads.conversation import compaction, queue, warming
 from threads.models import Compaction, Thread
 
 COMPACTION_ID = r"(?P<compaction_id>cmp_[0-9a-z]{1,64})"

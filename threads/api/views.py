@@ -19,7 +19,7 @@ from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
-from threads import selectors, services, tiers
+from threads import selectors, services
 from threads.api.filters import EventFilter, ThreadFilter
 from threads.api.serializers import (
     AppendResultSerializer,
@@ -38,6 +38,7 @@ from threads.api.serializers import (
     TruncateSerializer,
 )
 from threads.models import Event, Project, Thread
+from threads.storage import tiers
 
 
 def validated(serializer_class, data, **kwargs) -> dict:

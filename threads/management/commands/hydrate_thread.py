@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from common.errors import DomainError
 from threads.models import Thread
-from threads.tiers import thread_hydrate
+from threads.storage.tiers import thread_hydrate
 
 
 class Command(BaseCommand):

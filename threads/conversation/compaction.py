@@ -39,16 +39,12 @@ from django.utils import timezone
 
 from common.errors import DomainError, NotFound, ThreadArchived, ThreadGenerating
 from common.ids import new_id
-from threads import cold
-from threads.conversation import (
-    CompactionInProgress,
-    CompactionNotSucceeded,
-    TooShort,
-    ensure_hot,
-    history_read,
-    hot_cache_invalidate_on_commit,
-    thread_is_generating,
-)
+from sessions_app.selectors import thread_is_generating
+from threads import events, locks
+from threads.conversation.errors import CompactionInProgress, CompactionNotSucceeded, TooShort
+from threads.conversation.providers import SUMMARY_MAX_TOKENS, ProviderError, get_provider
+from threads.conversation.retry import retry_delay
+from threads.events import event_record
 from threads.models import (
     COMPACTION_PENDING,
     CompactedMessageId,
@@ -63,9 +59,10 @@ from threads.models import (
     ThreadStatus,
     Tier,
 )
-from threads.providers import SUMMARY_MAX_TOKENS, ProviderError, get_provider
-from threads.retry import retry_delay
-from threads.services import _lock, estimate_tokens, event_record
+from threads.selectors import history_read
+from threads.services import estimate_tokens
+from threads.storage import cold, hotcache
+from threads.storage.tiers import thread_ensure_hot
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +235,7 @@ def _create(thread: Thread, *, trigger: str, keep_last: int, **payload: Any) -> 
         event_record(
             tenant_id=thread.tenant_id,
             thread_id=thread.pk,
-            kind="compaction.requested",
+            kind=events.COMPACTION_REQUESTED,
             payload={"compaction": compaction.pk, "trigger": trigger, "keep_last": keep_last}
             | payload,
         )
@@ -256,7 +253,7 @@ def compaction_request(
     thread.refresh_from_db()
     if thread.is_archived:
         raise ThreadArchived(thread=thread.pk)
-    if thread_is_generating(thread=thread):
+    if thread_is_generating(thread_id=thread.pk):
         raise ThreadGenerating(thread=thread.pk)
     keep = keep_last if keep_last is not None else thread.compaction_keep_last
     if thread.message_count <= keep:
@@ -292,7 +289,7 @@ def compaction_after_settle(*, thread: Thread) -> Compaction | None:
         return None
     if thread.is_archived or thread.message_count <= thread.compaction_keep_last:
         return None
-    if _steering_queued(thread.pk) or thread_is_generating(thread=thread):
+    if _steering_queued(thread.pk) or thread_is_generating(thread_id=thread.pk):
         return None  # the next turn's settle decides (another session may still be running)
     return _create(
         thread,
@@ -336,7 +333,7 @@ def _fail(compaction: Compaction, code: str, message: str) -> None:
             finished_at=timezone.now(),
         )
         if updated:
-            _event(compaction, "compaction.failed", code=code, error=message)
+            _event(compaction, events.COMPACTION_FAILED, code=code, error=message)
     logger.warning("compaction %s failed: %s: %s", compaction.pk, code, message)
 
 
@@ -350,7 +347,7 @@ def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: floa
         )
         _event(
             compaction,
-            "provider.retry",
+            events.PROVIDER_RETRY,
             attempt=compaction.attempts,
             delay_s=delay_s,
             code=exc.reason,
@@ -459,7 +456,7 @@ def _run(compaction: Compaction) -> None:
         thread.refresh_from_db()
         if thread.is_archived:
             raise ThreadArchived(thread=thread.pk)
-        thread = ensure_hot(thread=thread)
+        thread = thread_ensure_hot(thread=thread)
         read = _read(thread, compaction.keep_last)
 
         t0 = time.monotonic()
@@ -540,7 +537,7 @@ def _commit(
     thread = compaction.thread
     older = read.older
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = locks.lock_thread(thread.pk)
         if locked.status == ThreadStatus.ARCHIVED:
             raise ThreadArchived(thread=thread.pk)
         if locked.tier != Tier.HOT:
@@ -623,7 +620,7 @@ def _commit(
         )
         _event(
             compaction,
-            "thread.compacted",
+            events.THREAD_COMPACTED,
             trigger=compaction.trigger,
             messages_summarized=len(older),
             messages_kept=kept_count,
@@ -631,7 +628,7 @@ def _commit(
             tokens_after=tokens_after,
             archive_key=key,
         )
-        hot_cache_invalidate_on_commit(thread_id=thread.pk)
+        hotcache.on_commit_drop(thread_id=thread.pk)
 
 
 # --- Reads -----------------------------------------------------------------------------
@@ -723,7 +720,7 @@ def compaction_backstop(*, limit: int = 100) -> dict[str, list[str]]:
 
     auto = []
     for thread in _due_threads(now, limit):
-        if thread_is_generating(thread=thread):
+        if thread_is_generating(thread_id=thread.pk):
             continue
         compaction = _create(
             thread,

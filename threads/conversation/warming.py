@@ -32,16 +32,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.errors import NotFound, ThreadArchived, ThreadGenerating
-from threads.conversation import (
-    NoHistory,
-    ensure_hot,
-    history_read,
-    thread_is_generating,
-)
+from sessions_app.selectors import thread_is_generating
+from threads import events, locks
+from threads.conversation.errors import NoHistory
+from threads.conversation.providers import ProviderError, Usage, get_provider
+from threads.conversation.retry import retry_delay
+from threads.events import event_record
 from threads.models import Lifecycle, Thread, ThreadStatus
-from threads.providers import ProviderError, Usage, get_provider
-from threads.retry import retry_delay
-from threads.services import _lock, event_record
+from threads.selectors import history_read
+from threads.storage.tiers import thread_ensure_hot
 
 logger = logging.getLogger(__name__)
 
@@ -143,13 +142,8 @@ def warming_sweep(*, limit: int = SWEEP_BATCH) -> list[tuple[str, datetime]]:
     now = timezone.now()
     lease = now + CLAIM_LEASE
     with transaction.atomic():
-        ids = list(
-            # The partial index thread_warm_due (next_warm_at IS NOT NULL) serves this.
-            Thread.objects.select_for_update(skip_locked=True)
-            .filter(_due(now))
-            .order_by("next_warm_at")
-            .values_list("pk", flat=True)[:limit]
-        )
+        # The partial index thread_warm_due (next_warm_at IS NOT NULL) serves this.
+        ids = locks.lock_due_threads(_due(now), order_by="next_warm_at", limit=limit)
         if not ids:
             return []
         claimed = Thread.objects.filter(_due(now), pk__in=ids).update(next_warm_at=lease)
@@ -174,7 +168,7 @@ def _completed_event(thread: Thread, result: WarmResult, trigger: str, **payload
     event_record(
         tenant_id=thread.tenant_id,
         thread_id=thread.pk,
-        kind="warm.completed",
+        kind=events.WARM_COMPLETED,
         payload={
             "trigger": trigger,
             "usage": result.usage.as_dict(),
@@ -201,13 +195,13 @@ def warm_timer_run(*, thread_id: str, token: datetime, attempt: int = 0) -> Warm
         or thread.is_archived
         or thread.lifecycle == Lifecycle.CLOSED
         or thread.message_count == 0
-        or thread_is_generating(thread=thread)
+        or thread_is_generating(thread_id=thread.pk)
     ):
         _release(thread_id, token)  # a turn start / settle re-arms it when relevant
         return None
 
     try:
-        thread = ensure_hot(thread=thread)
+        thread = thread_ensure_hot(thread=thread)
         usage = get_provider().warm(
             history=_prefix(thread), reasoning_effort=thread.reasoning_effort
         )
@@ -239,7 +233,7 @@ def _renew_for_retry(
         event_record(
             tenant_id=thread.tenant_id,
             thread_id=thread.pk,
-            kind="provider.retry",
+            kind=events.PROVIDER_RETRY,
             payload={
                 "attempt": attempt,
                 "delay_s": delay,
@@ -257,7 +251,7 @@ def _warm_failed(thread: Thread, token: datetime, exc: ProviderError) -> None:
             event_record(
                 tenant_id=thread.tenant_id,
                 thread_id=thread.pk,
-                kind="warm.failed",
+                kind=events.WARM_FAILED,
                 payload={"trigger": "timer", "code": exc.reason, "error": exc.message},
             )
     logger.warning("warm of %s failed: %s", thread.pk, exc.message)
@@ -266,14 +260,14 @@ def _warm_failed(thread: Thread, token: datetime, exc: ProviderError) -> None:
 def _commit_timer_warm(thread: Thread, token: datetime, usage: Usage) -> WarmResult:
     now = timezone.now()
     with transaction.atomic():
-        locked = _lock(thread)
+        locked = locks.lock_thread(thread.pk)
         result = WarmResult(
             usage=usage,
             cache_pct=cache_pct(usage),
             retention_pct=retention_pct(usage),
             next_warm_at=locked.next_warm_at,
         )
-        if locked.next_warm_at != token or thread_is_generating(thread=locked):
+        if locked.next_warm_at != token or thread_is_generating(thread_id=locked.pk):
             # A turn started (it cleared the timer), or a manual warm re-armed it: this
             # result is stale, and the timer is someone else's now.
             result.dropped = True
@@ -296,7 +290,7 @@ def _commit_timer_warm(thread: Thread, token: datetime, usage: Usage) -> WarmRes
             event_record(
                 tenant_id=locked.tenant_id,
                 thread_id=locked.pk,
-                kind="warming.capped",
+                kind=events.WARMING_CAPPED,
                 payload={"idle_warms": count, "max_idle_warms": cap},
             )
     return result
@@ -311,11 +305,11 @@ def warm_now(*, thread: Thread) -> WarmResult:
     thread.refresh_from_db()
     if thread.is_archived:
         raise ThreadArchived(thread=thread.pk)
-    if thread_is_generating(thread=thread):
+    if thread_is_generating(thread_id=thread.pk):
         raise ThreadGenerating(thread=thread.pk)
     if thread.message_count == 0:
         raise NoHistory(thread=thread.pk)
-    thread = ensure_hot(thread=thread)
+    thread = thread_ensure_hot(thread=thread)
     history = _prefix(thread)
     if not history:
         raise NoHistory(thread=thread.pk)
@@ -323,8 +317,8 @@ def warm_now(*, thread: Thread) -> WarmResult:
 
     now = timezone.now()
     with transaction.atomic():
-        locked = _lock(thread)
-        if thread_is_generating(thread=locked):
+        locked = locks.lock_thread(thread.pk)
+        if thread_is_generating(thread_id=locked.pk):
             raise ThreadGenerating("A turn started during the warm; its result was dropped.")
         rearm = locked.warming_enabled and locked.lifecycle != Lifecycle.CLOSED
         result = WarmResult(

@@ -57,7 +57,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -69,10 +69,13 @@ from common.errors import (
     ThreadGenerating,
 )
 from common.ids import new_id
-from threads import cold, hotcache
+from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_generating
+from threads import events, locks
+from threads.events import event_record
 from threads.models import MESSAGE_COLUMNS, Message, Role, Thread, Tier
 from threads.selectors import message_json
-from threads.services import estimate_tokens, event_record
+from threads.services import estimate_tokens
+from threads.storage import cold, hotcache
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +109,8 @@ def _adopt(thread: Thread, fresh: Thread) -> Thread:
     return thread
 
 
-def _active_sessions() -> QuerySet | None:
-    """The thread's sessions running a turn (correlated on OuterRef("pk")), or None when
-    sessions_app has no Session model yet."""
-    try:
-        from sessions_app.models import Session
-    except ImportError:
-        return None
-    return Session.objects.filter(thread_id=OuterRef("pk"), status="active")
-
-
 def _generating(thread_id: str) -> bool:
-    active = _active_sessions()
-    return (
-        active is not None and Thread.objects.filter(pk=thread_id).filter(Exists(active)).exists()
-    )
+    return thread_is_generating(thread_id=thread_id)
 
 
 def _sha256(messages: list[str]) -> str:
@@ -465,13 +455,11 @@ def _flush_commit(
     if idle_before is not None:
         where &= Q(last_activity_at__lt=idle_before)
     query = Thread.objects.filter(where)
-    active = _active_sessions()
-    if active is not None:
-        query = query.filter(~Exists(active))
+    query = query.filter(~Exists(active_sessions_of_outer_thread()))
 
     now = timezone.now()
     with transaction.atomic():
-        # The UPDATE takes the row lock writers take first (services._lock), so an append
+        # The UPDATE takes the row lock writers take first (threads.locks.lock_thread), so an append
         # either committed before it (history_version moved: no row matches) or waits for
         # this commit and then finds the thread cold (and hydrates it again).
         flushed = query.update(tier=Tier.COLD, cold_key=key, cold_bytes=size, last_flushed_at=now)
@@ -482,7 +470,7 @@ def _flush_commit(
                 raise ThreadBusy(thread=thread.pk, reason="changed")
             event_record(
                 tenant_id=thread.tenant_id,
-                kind="thread.flushed",
+                kind=events.THREAD_FLUSHED,
                 thread_id=thread.pk,
                 payload={
                     "messages": deleted,
@@ -532,9 +520,7 @@ def _hydrate_commit(
     """Insert the rows and flip the tier under the row lock; None when the thread was
     flushed again since the snapshot was read (it may be stale: read it again)."""
     with transaction.atomic():
-        locked = Thread.objects.select_for_update().filter(pk=thread.pk).first()
-        if locked is None:
-            raise NotFound("Thread not found.")
+        locked = locks.lock_thread(thread.pk)
         if locked.tier == Tier.HOT:
             return locked  # a concurrent hydrate restored it first
         if locked.last_flushed_at != thread.last_flushed_at:
@@ -551,7 +537,7 @@ def _hydrate_commit(
         )
         event_record(
             tenant_id=locked.tenant_id,
-            kind="thread.hydrated",
+            kind=events.THREAD_HYDRATED,
             thread_id=locked.pk,
             payload={
                 "messages": len(snapshot.rows),
@@ -608,9 +594,7 @@ def idle_threads(*, cutoff: datetime, after: tuple[datetime, str] | None = None)
     """Hot threads without activity since `cutoff` and no session running a turn, any
     status, oldest first, keyset-paginated after (last_activity_at, id)."""
     query = Thread.objects.filter(tier=Tier.HOT, last_activity_at__lt=cutoff)
-    active = _active_sessions()
-    if active is not None:
-        query = query.filter(~Exists(active))
+    query = query.filter(~Exists(active_sessions_of_outer_thread()))
     if after is not None:
         at, pk = after
         query = query.filter(Q(last_activity_at__gt=at) | Q(last_activity_at=at, pk__gt=pk))

@@ -17,8 +17,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from common.errors import ThreadArchived
+from threads import events, locks
+from threads.events import event_record
 from threads.models import QueuedMessage, QueuedMessageStatus, Thread
-from threads.services import event_record
 
 DRAIN_SEPARATOR = "\n\n"
 
@@ -48,7 +49,7 @@ def queue_enqueue(*, thread: Thread, content: str) -> QueuedMessage:
         raise ThreadArchived(thread=thread.pk)
     with transaction.atomic():
         item = QueuedMessage.objects.create(thread=thread, content=content)
-        _event(thread, "queue.enqueued", item=item.pk, chars=len(content))
+        _event(thread, events.QUEUE_ENQUEUED, item=item.pk, chars=len(content))
     return item
 
 
@@ -72,7 +73,7 @@ def queue_cancel(*, thread: Thread, item_id: str) -> bool:
             pk=item_id, thread_id=thread.pk, status=QueuedMessageStatus.QUEUED
         ).update(status=QueuedMessageStatus.CANCELLED, cancelled_at=timezone.now())
         if cancelled:
-            _event(thread, "queue.cancelled", item=item_id)
+            _event(thread, events.QUEUE_CANCELLED, item=item_id)
     return bool(cancelled)
 
 
@@ -81,7 +82,7 @@ def queue_drain(*, thread: Thread) -> Drained:
     if thread.is_archived:
         raise ThreadArchived(thread=thread.pk)
     with transaction.atomic():
-        items = list(_queued(thread.pk).select_for_update(skip_locked=True))
+        items = locks.lock_queued_messages(thread.pk)
         if not items:
             return Drained()
         now = timezone.now()
@@ -94,5 +95,5 @@ def queue_drain(*, thread: Thread) -> Drained:
             raise RuntimeError("drained rows changed under their row locks")
         for item in items:
             item.status, item.delivered_at = QueuedMessageStatus.DELIVERED, now
-        _event(thread, "queue.drained", items=ids)
+        _event(thread, events.QUEUE_DRAINED, items=ids)
     return Drained(items=items)

@@ -1,0 +1,144 @@
+"""Fail on import cycles between project modules, private names imported across modules, and
+modules past the size limit. Part of `make check`.
+
+Every import counts, including those inside functions: a function-level import is a cycle
+in disguise (STYLE.md 14). Migrations, tests and bench are not project modules here.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("common", "config", "threads", "sessions_app", "handoffs", "tasks")
+SKIP_PARTS = {"migrations", "__pycache__"}
+MAX_LINES = 450
+
+
+def project_modules() -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if SKIP_PARTS & set(path.relative_to(ROOT).parts):
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The project module `name` refers to (a module, or the package that holds a name)."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path]):
+    """Yield (line, target module, imported names) for every import in the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = resolve(alias.name, modules)
+                if target:
+                    yield node.lineno, target, []
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                if full in modules:  # `from package import module`
+                    yield node.lineno, full, []
+                else:
+                    target = resolve(base, modules)
+                    if target:
+                        yield node.lineno, target, [alias.name]
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                item = stack.pop()
+                on_stack.discard(item)
+                component.append(item)
+                if item == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def is_ancestor(package: str, module: str) -> bool:
+    return module.startswith(package + ".")
+
+
+def main() -> int:
+    modules = project_modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    problems: list[str] = []
+    for module, path in sorted(modules.items()):
+        rel = path.relative_to(ROOT)
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            problems.append(f"{rel}: {lines} lines (limit {MAX_LINES})")
+        for lineno, target, names in imports_of(module, path, modules):
+            if target == module:
+                continue
+            # A package's __init__ importing its own submodules (or a submodule importing
+            # its package) is how Python packages work, not a cycle between rooms.
+            if not (is_ancestor(module, target) or is_ancestor(target, module)):
+                graph[module].add(target)
+            for name in names:
+                if name.startswith("_") and not name.startswith("__"):
+                    problems.append(f"{rel}:{lineno}: imports private {name!r} from {target}")
+    for component in find_cycles(graph):
+        edges = [
+            f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component
+        ]
+        problems.append("import cycle: " + "; ".join(edges))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} structure problem(s)")
+        return 1
+    print(f"structure ok: {len(modules)} modules, no cycles, no private imports")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

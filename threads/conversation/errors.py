@@ -1,0 +1,25 @@
+"""The domain errors of compaction and warming (the API's exception handler maps them)."""
+
+from __future__ import annotations
+
+from common.errors import DomainError
+
+
+class TooShort(DomainError):
+    code = "too_short"
+    message = "The conversation is too short to compact."
+
+
+class NoHistory(DomainError):
+    code = "no_history"
+    message = "The thread has no history to warm."
+
+
+class CompactionInProgress(DomainError):
+    code = "compaction_in_progress"
+    message = "A compaction of this thread is already queued or running."
+
+
+class CompactionNotSucceeded(DomainError):
+    code = "compaction_not_succeeded"
+    message = "Only a succeeded compaction has archived originals."
