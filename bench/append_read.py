@@ -99,7 +99,7 @@ def text_of(length: int) -> str:
 
 
 def token_estimate(text: str) -> int:
-    return 4 + -(-len(text) // 4)  # threads.services.estimate_tokens for a string
+    return 4 + -(-len(text) // 4)  # threads.message_format.estimate_tokens for a string
 
 
 def server_env(args: argparse.Namespace, database_url: str) -> dict[str, str]:

@@ -38,6 +38,8 @@ from _common import (
     write_json,
 )
 
+from threads import message_format, tenancy
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -86,15 +88,15 @@ def seed_thread(n: int, content_bytes: int):
     from threads import services
     from threads.models import Message, Thread
 
-    tenant, _ = services.tenant_create(name="bench")
-    project = services.project_create(tenant=tenant, name="bench")
+    tenant, _ = tenancy.tenant_create(name="bench")
+    project = tenancy.project_create(tenant=tenant, name="bench")
     thread = services.thread_create(tenant=tenant, project_id=project.id, title="long")
     words = ("the", "deploy", "failed", "because", "the", "migration", "locked", "billing")
     rows, tokens = [], 0
     for i in range(n):
         text = " ".join(words[(i + j) % len(words)] for j in range(content_bytes // 6))
         text = f"Step {i}: {text}."[:content_bytes]
-        estimate = services.estimate_tokens(text)
+        estimate = message_format.estimate_tokens(text)
         tokens += estimate
         rows.append(
             Message(

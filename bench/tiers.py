@@ -60,6 +60,9 @@ from _common import (
     write_json,
 )
 
+from threads import message_format, tenancy
+from threads.storage import pages
+
 FLUSH_RATIO_AIM = 0.5  # flush throughput ≥ 50 % of raw put_object
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -238,12 +241,11 @@ def seed(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[str, dict[str
     from django.utils import timezone
 
     from common.ids import new_id
-    from threads import services
     from threads.models import Thread
 
     rng = random.Random(4)
-    tenant, key = services.tenant_create(name="bench")
-    project = services.project_create(tenant=tenant, name="bench")
+    tenant, key = tenancy.tenant_create(name="bench")
+    project = tenancy.project_create(tenant=tenant, name="bench")
     idle_since = timezone.now() - timedelta(days=1)
     texts: dict[str, list[str]] = {}
     for name, count in sizes.items():
@@ -258,7 +260,7 @@ def seed(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[str, dict[str
             title=name,
             last_seq=len(texts[name]),
             message_count=len(texts[name]),
-            token_estimate=sum(services.estimate_tokens(t) for t in texts[name]),
+            token_estimate=sum(message_format.estimate_tokens(t) for t in texts[name]),
             history_version=1,
             last_activity_at=idle_since,
         )
@@ -276,7 +278,7 @@ def seed(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[str, dict[str
                         "role": "user" if seq % 2 else "assistant",
                         "content": text,
                         "metadata": {},
-                        "token_estimate": services.estimate_tokens(text),
+                        "token_estimate": message_format.estimate_tokens(text),
                         "created_at": idle_since + timedelta(milliseconds=seq),
                     }
                     for seq, text in enumerate(texts[name], start=1)
@@ -357,13 +359,12 @@ def redis_footprint(redis_client, thread_ids: set[str]) -> tuple[int, int]:
 
 
 def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redis_client):
-    from threads import selectors
     from threads.models import Message, Thread, Tier
     from threads.storage import tiers
 
     step(f"warming the hot cache of {len(ids) + len(warm_ids)} threads")
     for thread in Thread.objects.filter(pk__in=ids + warm_ids):
-        selectors.messages_page_json(thread=thread, after_seq=0, limit=1)
+        pages.messages_page_json(thread=thread, after_seq=0, limit=1)
     before = {
         "redis": redis_footprint(redis_client, set(ids)),
         "rows": Message.objects.filter(thread_id__in=ids).count(),

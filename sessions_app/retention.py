@@ -48,8 +48,8 @@ from sessions_app.services import workspace_dispose
 from sessions_app.workspaces import WorkspaceError
 from threads import events
 from threads.events import event_record
+from threads.message_format import message_json
 from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier
-from threads.selectors import message_json
 from threads.storage import cold, tiers
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,11 @@ from collections.abc import Iterable
 
 from django.db.models import OuterRef, QuerySet
 
-from sessions_app.models import Session, SessionStatus, SubSession
+from sessions_app.models import BLOCKING_STATUSES, Session, SessionStatus, SubSession
 
 BLOCKING_SAMPLE_LIMIT = 50
+# The statuses of a session that keep its thread from being archived.
+ARCHIVE_BLOCKING_STATUSES = BLOCKING_STATUSES
 
 
 def sessions_blocking(

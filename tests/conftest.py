@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory
 from tests.s3 import MotoServer
-from threads import services
+from threads import services, tenancy
 from threads.models import Project, Tenant
 
 
@@ -42,7 +42,7 @@ class Caller:
 
 
 def make_caller(name: str) -> Caller:
-    tenant, secret = services.tenant_create(name=name)
+    tenant, secret = tenancy.tenant_create(name=name)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return Caller(tenant=tenant, secret=secret, client=client)

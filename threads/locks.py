@@ -140,9 +140,7 @@ def lock_session_where(session_id: str, **conditions: Any) -> Any | None:
     """The session under its row lock if it still matches `conditions`, else None (a claim
     whose WHERE PostgreSQL re-checks on the row's newest version once the lock is had)."""
     _take(SESSION)
-    return _one(
-        _sessions().select_for_update(no_key=True).filter(pk=session_id, **conditions)
-    )
+    return _one(_sessions().select_for_update(no_key=True).filter(pk=session_id, **conditions))
 
 
 def lock_sessions(session_ids: Iterable[str]) -> list[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from common.errors import ThreadArchived
 from common.ids import id_factory
 
 
@@ -213,6 +214,11 @@ class Thread(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.status == ThreadStatus.ARCHIVED
+
+    def require_open(self) -> None:
+        """409 thread_archived unless the thread (as loaded) is open for writes."""
+        if self.status == ThreadStatus.ARCHIVED:
+            raise ThreadArchived(thread=self.pk)
 
 
 class Role(models.TextChoices):

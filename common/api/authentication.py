@@ -1,12 +1,10 @@
-"""`Authorization: Bearer <api key>` → the key's tenant, for every API request."""
+"""request.user of an API call: the tenant and key it authenticated as (threads.api.authentication
+sets it; the tenant-scoped base classes read it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
 
 if TYPE_CHECKING:
     from threads.models import ApiKey, Tenant
@@ -24,27 +22,3 @@ class TenantPrincipal:
     @property
     def pk(self) -> str:
         return self.api_key.pk
-
-
-class ApiKeyAuthentication(BaseAuthentication):
-    keyword = b"bearer"
-
-    def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword:
-            return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Malformed Authorization header: use 'Bearer <key>'.")
-        from threads.services import api_key_authenticate
-
-        try:
-            secret = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("Invalid or revoked API key.") from None
-        api_key = api_key_authenticate(secret=secret)
-        if api_key is None:
-            raise AuthenticationFailed("Invalid or revoked API key.")
-        return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
-
-    def authenticate_header(self, request) -> str:
-        return 'Bearer realm="threadline"'

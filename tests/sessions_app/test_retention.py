@@ -17,7 +17,7 @@ from tasks.schedules import SCHEDULES
 from tasks.tasks import subsessions_retention
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import agent
-from threads import services as thread_services
+from threads import history
 from threads.models import Event, Message
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def finished(session, project, workspace_root, s3):
     child, edge = services.session_spawn(
         session=session, actor=agent(1), workspace_backend="directory"
     )
-    thread_services.messages_append(
+    history.messages_append(
         thread=child.thread,
         messages=[
             {"id": "c1", "role": "user", "content": "do it"},

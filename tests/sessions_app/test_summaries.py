@@ -12,6 +12,7 @@ from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
 from threads import services as thread_services
+from threads import tenancy
 
 SUMMARY = {
     "outcome": {"status": "succeeded", "verdict": "shipped"},
@@ -248,7 +249,7 @@ def test_intervention_errors(api, outsider, thread, session):
 def test_another_tenants_summary_cannot_be_referenced(api, outsider, session):
     theirs_thread = thread_services.thread_create(
         tenant=outsider.tenant,
-        project_id=thread_services.project_create(tenant=outsider.tenant, name="p").pk,
+        project_id=tenancy.project_create(tenant=outsider.tenant, name="p").pk,
     )
     theirs = services.session_create(tenant=outsider.tenant, thread_id=theirs_thread.pk, actor=USER)
     summary = _summarized(theirs)

@@ -9,6 +9,7 @@ from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
 from threads import services as thread_services
+from threads import tenancy
 
 SESSION_ENDPOINTS = [
     ("get", ""),
@@ -73,7 +74,7 @@ def test_an_outsider_gets_404_on_every_endpoint_and_changes_nothing(api, outside
 
 
 def test_an_outsiders_own_sessions_do_not_leak_into_ours(api, outsider, session):
-    project = thread_services.project_create(tenant=outsider.tenant, name="theirs")
+    project = tenancy.project_create(tenant=outsider.tenant, name="theirs")
     theirs = thread_services.thread_create(tenant=outsider.tenant, project_id=project.pk)
     services.session_create(tenant=outsider.tenant, thread_id=theirs.pk, actor=USER)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import connection
 
-from threads import services
+from threads import history as thread_history
 from threads.models import Event, Message, Thread
 
 
@@ -23,7 +23,7 @@ def say(n: int, *, start: int = 0, prefix: str = "m") -> list[dict[str, Any]]:
 
 
 def append(thread: Thread, messages: list[dict[str, Any]]) -> None:
-    services.messages_append(thread=thread, messages=messages)
+    thread_history.messages_append(thread=thread, messages=messages)
     thread.refresh_from_db()
 
 

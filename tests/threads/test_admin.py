@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from common.admin import NoCountPaginator
 from tests.factories import ProjectFactory
-from threads import events, services
+from threads import events, history, services, tenancy
 from threads.models import (
     ApiKey,
     Event,
@@ -44,7 +44,7 @@ def texts(response) -> list[str]:
 @pytest.fixture
 def data(api, project, thread):
     """One of everything: a tenant with a key, a project, a thread with messages, events."""
-    services.messages_append(
+    history.messages_append(
         thread=thread,
         messages=[
             {"id": "m1", "role": "user", "content": "hello there"},
@@ -169,7 +169,7 @@ def test_threads_are_found_by_exact_id_and_by_title(admin_client, project):
 
 def test_messages_are_found_by_thread_id_and_filtered_by_role(admin_client, data, project):
     other = make_thread(project, "other")
-    services.messages_append(thread=other, messages=[{"role": "user", "content": "x"}])
+    history.messages_append(thread=other, messages=[{"role": "user", "content": "x"}])
     thread = data["thread"]
 
     response = admin_client.get(changelist(Message), {"q": thread.id})
@@ -300,7 +300,7 @@ def test_editing_a_thread_goes_through_thread_update(admin_client, thread):
 
 def test_editing_a_thread_keeps_counters_written_meanwhile(admin_client, thread):
     # given an append that lands after the operator opened the form
-    services.messages_append(thread=thread, messages=[{"role": "user", "content": "x"}])
+    history.messages_append(thread=thread, messages=[{"role": "user", "content": "x"}])
 
     # when the form (which never carries counters) is saved
     admin_client.post(change(thread), thread_form(thread, title="Renamed"))
@@ -362,7 +362,7 @@ def test_adding_an_api_key_shows_the_secret_once_and_stores_its_hash(admin_clien
     secret = response.context["secret"]
     assert secret in response.content.decode()
     api_key = ApiKey.objects.get(tenant=api.tenant, name="ci")
-    assert services.api_key_authenticate(secret=secret) == api_key
+    assert tenancy.api_key_authenticate(secret=secret) == api_key
 
     # only its hash is stored
     assert api_key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
@@ -392,7 +392,7 @@ def test_the_revoke_action_revokes_through_the_service(admin_client, api):
     assert texts(response) == ["Revoked 1 API key."]
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
-    assert services.api_key_authenticate(secret=api.secret) is None
+    assert tenancy.api_key_authenticate(secret=api.secret) is None
     assert api.get("/api/v1/threads/").status_code == 401
 
     response = admin_client.get(changelist(ApiKey), {"state": "revoked"})
@@ -405,7 +405,7 @@ def test_adding_a_tenant_shows_its_first_api_key_once(admin_client, db):
     assert response.status_code == 200
     tenant = Tenant.objects.get(name="acme")
     secret = response.context["secret"]
-    assert services.api_key_authenticate(secret=secret).tenant == tenant
+    assert tenancy.api_key_authenticate(secret=secret).tenant == tenant
 
 
 def test_adding_a_project_goes_through_the_service(admin_client, api):

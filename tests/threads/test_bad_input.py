@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.conftest import assert_error
-from threads import services
+from threads import history, tenancy
 from threads.models import ApiKey, Event, Message, Project, Thread
 
 
@@ -167,7 +167,7 @@ def test_a_body_that_is_not_json_is_415(api, thread, counts):
 )
 def test_a_badly_shaped_batch_is_a_validation_error_and_stores_nothing(api, thread, messages):
     # given: a history that a rejected append or replacement must leave alone
-    services.messages_append(
+    history.messages_append(
         thread=thread, messages=[{"id": "kept", "role": "user", "content": "x"}]
     )
     thread.refresh_from_db()
@@ -348,7 +348,7 @@ def test_a_non_ascii_key_is_401(db):
 
 
 def test_a_revoked_key_is_401(api, project, counts):
-    services.api_key_revoke(api_key=ApiKey.objects.get(tenant=api.tenant))
+    tenancy.api_key_revoke(api_key=ApiKey.objects.get(tenant=api.tenant))
 
     assert_error(api.get("/api/v1/threads/"), 401, "unauthenticated")
     assert_error(api.post("/api/v1/threads/", {"project": project.id}), 401, "unauthenticated")

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from threads import services
+from threads import tenancy
 from threads.models import ApiKey, Project, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def test_create_tenant_prints_a_working_key_on_its_last_line(client):
     tenant = Tenant.objects.get(name="acme")
     assert tenant.id in output
     assert authenticates(client, secret)
-    assert services.api_key_authenticate(secret=secret).tenant == tenant
+    assert tenancy.api_key_authenticate(secret=secret).tenant == tenant
 
 
 def test_create_tenant_with_json_prints_the_tenant_and_its_key(client):
@@ -137,7 +137,7 @@ def test_bootstrap_demo_is_idempotent(client, key_file):
 def test_bootstrap_demo_replaces_a_key_that_no_longer_authenticates(client, key_file):
     # given a revoked demo key in the key file
     first = demo_key(run("bootstrap_demo"))
-    services.api_key_revoke(api_key=ApiKey.objects.get())
+    tenancy.api_key_revoke(api_key=ApiKey.objects.get())
 
     # when
     second = demo_key(run("bootstrap_demo"))
@@ -155,7 +155,7 @@ def test_bootstrap_demo_replaces_a_key_file_from_another_database(client, key_fi
 
     secret = demo_key(run("bootstrap_demo"))
 
-    key = services.api_key_authenticate(secret=secret)
+    key = tenancy.api_key_authenticate(secret=secret)
     assert key.tenant.name == "demo"
     assert key_file.read_text().strip() == secret
 

@@ -20,6 +20,7 @@ from tests.threads.conversation_helpers import (
     worker_env,
 )
 from tests.workers import celery_worker, wait_for
+from threads import history as thread_history
 from threads import services
 from threads.conversation.compaction import (
     PROMPT_HEADER,
@@ -260,7 +261,7 @@ def test_a_message_appended_during_the_compaction_is_kept(api, project, llm, s3)
     thread = services.thread_create(tenant=api.tenant, project_id=project.id)
     append(thread, say(15))
     llm.on_request = in_other_connection(
-        lambda body: services.messages_append(
+        lambda body: thread_history.messages_append(
             thread=Thread.objects.get(pk=thread.pk),
             messages=[{"id": "late", "role": "user", "content": "appended meanwhile"}],
         )
@@ -292,8 +293,8 @@ def test_a_truncation_of_the_summarized_part_during_the_run_makes_it_start_over(
         calls.append(1)
         if len(calls) == 1:
             fresh = Thread.objects.get(pk=thread.pk)
-            services.messages_truncate(thread=fresh, from_id="m2")
-            services.messages_append(thread=fresh, messages=say(12, start=100, prefix="n"))
+            thread_history.messages_truncate(thread=fresh, from_id="m2")
+            thread_history.messages_append(thread=fresh, messages=say(12, start=100, prefix="n"))
 
     llm.on_request = in_other_connection(rewrite)
     compaction = compaction_request(thread=thread)

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from threads import services
+from threads import services, tenancy
 from threads.models import Message, Project, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +24,7 @@ CLIENTS = 8
 @pytest.fixture
 def shared():
     """A tenant, its key and a thread, committed so that every worker's connection sees them."""
-    tenant, secret = services.tenant_create(name="racers")
+    tenant, secret = tenancy.tenant_create(name="racers")
     project = Project.objects.create(tenant=tenant, name="race")
     thread = services.thread_create(tenant=tenant, project_id=project.id, title="race")
     return secret, thread

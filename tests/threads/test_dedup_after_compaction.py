@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.threads.conversation_helpers import say
-from threads import services
+from threads import history
 from threads.models import CompactedMessageId, Compaction, Message, Thread
 from threads.storage import cold, tiers
 
@@ -117,7 +117,7 @@ def test_a_batch_mixing_compacted_live_and_new_ids(api, compacted):
 
 def test_the_duplicate_check_reads_live_and_compacted_ids_in_one_query(compacted):
     with CaptureQueriesContext(connection) as queries:
-        services.messages_append(thread=compacted, messages=[msg("m0"), msg("m13"), msg("n1")])
+        history.messages_append(thread=compacted, messages=[msg("m0"), msg("m13"), msg("n1")])
     compacted_table = CompactedMessageId._meta.db_table
     touching = [q["sql"] for q in queries.captured_queries if compacted_table in q["sql"]]
     assert len(touching) == 1

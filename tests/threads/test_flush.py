@@ -20,7 +20,7 @@ from django_redis import get_redis_connection
 
 from tests import workers
 from tests.conftest import assert_error
-from threads import services
+from threads import history, services
 from threads.models import Event, Message, Thread
 from threads.storage import cold, hotcache, tiers
 
@@ -32,7 +32,7 @@ def url(thread, suffix=""):
 
 
 def add(thread, *ids):
-    return services.messages_append(
+    return history.messages_append(
         thread=thread, messages=[{"id": i, "role": "user", "content": f"text {i}"} for i in ids]
     )
 

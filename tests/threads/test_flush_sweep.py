@@ -14,7 +14,7 @@ from django.utils import timezone
 from tasks.schedules import SCHEDULES
 from tasks.tasks import flush_idle_threads
 from tests.workers import celery_worker, wait_for
-from threads import services
+from threads import history, services
 from threads.models import Event, Message, Thread
 from threads.storage import cold, tiers
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def idle(thread, *ids, hours=2) -> Thread:
     """`thread` with messages, last active `hours` ago."""
     if ids:
-        services.messages_append(
+        history.messages_append(
             thread=thread, messages=[{"id": i, "role": "user", "content": i} for i in ids]
         )
     Thread.objects.filter(pk=thread.pk).update(
@@ -53,7 +53,7 @@ def test_the_sweep_flushes_idle_threads_and_leaves_the_others(api, project, thre
     services.thread_archive(thread=archived)
     idle(archived)
     recent = new_thread(api, project)
-    services.messages_append(thread=recent, messages=[{"role": "user", "content": "now"}])
+    history.messages_append(thread=recent, messages=[{"role": "user", "content": "now"}])
 
     # when
     result = flush_idle_threads.delay().get()
@@ -114,7 +114,7 @@ def test_a_thread_that_became_active_during_its_flush_is_skipped(thread, s3, mon
     real_put = cold.put
 
     def put_racing_an_append(key, body):
-        services.messages_append(
+        history.messages_append(
             thread=Thread.objects.get(pk=sleeping.pk),
             messages=[{"id": "b", "role": "user", "content": "b"}],
         )

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django_redis import get_redis_connection
 
 from tests.s3 import free_port
-from threads import services
+from threads import history
 from threads.models import Message, Thread
 from threads.storage import hotcache
 
@@ -229,7 +229,7 @@ def test_a_cache_of_another_version_is_never_served(
     append(api, thread, "a", capture=django_capture_on_commit_callbacks)
     api.get(url(thread, "messages"))
     # when the database moves on without the write-through (its callback never ran)
-    services.messages_append(thread=thread, messages=[{"id": "b", "role": "user", "content": "x"}])
+    history.messages_append(thread=thread, messages=[{"id": "b", "role": "user", "content": "x"}])
     # then the read sees the mismatch and rebuilds
     assert [m["id"] for m in api.get(url(thread, "messages")).json()["results"]] == ["a", "b"]
     thread.refresh_from_db()
@@ -326,7 +326,7 @@ def test_readyz_reports_redis_ok_when_it_answers(client, s3):
 
 def test_without_redis_the_cache_is_off_and_reads_use_the_database(api, thread, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    services.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "x"}])
+    history.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "x"}])
 
     assert not hotcache.enabled()
     assert [m["id"] for m in api.get(url(thread, "messages")).json()["results"]] == ["a"]

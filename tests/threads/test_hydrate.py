@@ -14,7 +14,7 @@ from django.db import connection
 from django_redis import get_redis_connection
 
 from tests.conftest import assert_error
-from threads import services
+from threads import history, services
 from threads.models import Event, Message, Thread
 from threads.storage import cold, hotcache, tiers
 
@@ -26,7 +26,7 @@ def url(thread, suffix=""):
 
 
 def add(thread, *ids):
-    return services.messages_append(
+    return history.messages_append(
         thread=thread, messages=[{"id": i, "role": "user", "content": f"text {i}"} for i in ids]
     )
 
@@ -79,8 +79,8 @@ def test_reading_messages_of_a_cold_thread_hydrates_it_transparently(api, thread
 def test_hydrate_restores_everything_the_flush_took(api, thread, s3):
     # given a history with a gap in its seqs, content blocks, metadata and state
     add(thread, "a", "b", "c")
-    services.messages_truncate(thread=thread, from_id="c")
-    services.messages_append(
+    history.messages_truncate(thread=thread, from_id="c")
+    history.messages_append(
         thread=thread,
         messages=[
             {
@@ -155,11 +155,11 @@ def test_dedup_survives_flush_and_hydrate(api, thread, s3):
 @pytest.mark.parametrize(
     "write",
     [
-        lambda t: services.messages_append(
+        lambda t: history.messages_append(
             thread=t, messages=[{"id": "new", "role": "user", "content": "x"}]
         ),
-        lambda t: services.messages_truncate(thread=t, from_id="b"),
-        lambda t: services.messages_replace(
+        lambda t: history.messages_truncate(thread=t, from_id="b"),
+        lambda t: history.messages_replace(
             thread=t, messages=[{"id": "r", "role": "user", "content": "x"}]
         ),
         lambda t: services.thread_state_set(thread=t, state={"s": 1}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_error
+from threads import history as thread_history
 from threads import services
 from threads.models import Message, Thread
 
@@ -119,7 +120,7 @@ def test_state_cannot_be_posted_or_deleted(api, thread):
 
 def test_a_fork_is_a_new_open_thread_with_the_same_messages_and_state(api, thread):
     # given
-    services.messages_append(
+    thread_history.messages_append(
         thread=thread,
         messages=[
             {"id": "a", "role": "user", "content": "hi", "metadata": {"k": 1}},
@@ -127,7 +128,7 @@ def test_a_fork_is_a_new_open_thread_with_the_same_messages_and_state(api, threa
             {"id": "c", "role": "user", "content": "more"},
         ],
     )
-    services.messages_truncate(thread=thread, from_id="c")
+    thread_history.messages_truncate(thread=thread, from_id="c")
     services.thread_state_set(thread=thread, state={"step": 2})
     Thread.objects.filter(pk=thread.pk).update(lifecycle="closed", metadata={"m": "v"})
 
@@ -163,7 +164,9 @@ def test_a_fork_without_a_body_keeps_the_title(api, thread):
 
 
 def test_a_fork_and_its_source_then_diverge(api, thread):
-    services.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "x"}])
+    thread_history.messages_append(
+        thread=thread, messages=[{"id": "a", "role": "user", "content": "x"}]
+    )
     fork_id = api.post(fork_url(thread), {}).json()["id"]
 
     # when: both receive the same new id, and the fork re-sends a copied one

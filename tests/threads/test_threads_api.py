@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import assert_error
 from tests.factories import ProjectFactory
-from threads import services
+from threads import history, services
 from threads.models import Event, Message, Thread
 
 URL = "/api/v1/threads/"
@@ -382,7 +382,7 @@ ARCHIVED_WRITES = [
 @pytest.mark.parametrize("method,path,body", ARCHIVED_WRITES)
 def test_every_write_to_an_archived_thread_is_409(api, thread, method, path, body):
     # given
-    services.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
+    history.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
     Thread.objects.filter(pk=thread.pk).update(lifecycle="closed")
     thread = services.thread_archive(thread=thread)
     url = f"{URL}{thread.id}/{path}" if path else detail(thread)
@@ -405,7 +405,7 @@ def test_every_write_to_an_archived_thread_is_409(api, thread, method, path, bod
 
 
 def test_an_archived_thread_can_still_be_read(api, thread):
-    services.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
+    history.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
     services.thread_state_set(thread=thread, state={"k": 1})
     services.thread_archive(thread=thread)
 
@@ -419,7 +419,7 @@ def test_an_archived_thread_can_still_be_read(api, thread):
 
 
 def test_deleting_a_thread_removes_it_and_its_messages_but_keeps_its_events(api, thread):
-    services.messages_append(thread=thread, messages=[{"role": "user", "content": "hi"}])
+    history.messages_append(thread=thread, messages=[{"role": "user", "content": "hi"}])
 
     response = api.delete(detail(thread))
 
@@ -490,7 +490,7 @@ def test_an_outsider_gets_404_from_every_endpoint_of_a_thread(
     api, outsider, thread, method, path, body
 ):
     # given
-    services.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
+    history.messages_append(thread=thread, messages=[{"id": "a", "role": "user", "content": "hi"}])
     before = Thread.objects.filter(pk=thread.pk).values().get()
     events_before = Event.objects.count()
     url = f"{URL}{thread.id}/{path}" if path else detail(thread)

@@ -19,7 +19,7 @@ from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
-from threads import selectors, services
+from threads import history, selectors, services, tenancy
 from threads.api.filters import EventFilter, ThreadFilter
 from threads.api.serializers import (
     AppendResultSerializer,
@@ -38,7 +38,7 @@ from threads.api.serializers import (
     TruncateSerializer,
 )
 from threads.models import Event, Project, Thread
-from threads.storage import tiers
+from threads.storage import pages, tiers
 
 
 def validated(serializer_class, data, **kwargs) -> dict:
@@ -75,13 +75,13 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     def create(self, request: Request) -> Response:
         data = validated(ProjectWriteSerializer, request.data)
-        project = services.project_create(tenant=self.tenant, **data)
+        project = tenancy.project_create(tenant=self.tenant, **data)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, pk: str) -> Response:
         project = self.get_object()
         data = validated(ProjectWriteSerializer, request.data, partial=True)
-        project = services.project_update(project=project, **data)
+        project = tenancy.project_update(project=project, **data)
         return Response(ProjectSerializer(project).data)
 
 
@@ -306,10 +306,10 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             return self._list_messages(request, thread)
         if request.method == "PUT":
             data = validated(MessageReplaceSerializer, request.data)
-            result = services.messages_replace(thread=thread, messages=data["messages"])
+            result = history.messages_replace(thread=thread, messages=data["messages"])
             return Response(AppendResultSerializer(result).data)
         data = validated(MessageBatchSerializer, request.data)
-        result = services.messages_append(thread=thread, messages=data["messages"])
+        result = history.messages_append(thread=thread, messages=data["messages"])
         code = status.HTTP_201_CREATED if result.appended else status.HTTP_200_OK
         return Response(AppendResultSerializer(result).data, status=code)
 
@@ -321,7 +321,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             problem = "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
             raise ValidationError({name: [problem]})
         limit = parse_limit(request.query_params.get("limit"), default=100)
-        page, next_seq = selectors.messages_page_json(
+        page, next_seq = pages.messages_page_json(
             thread=thread, after_seq=int(raw_after), limit=limit
         )
         # The messages come as JSON already (from the Redis cache, or shaped once from the
@@ -342,7 +342,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def truncate(self, request: Request, pk: str) -> Response:
         thread = self.get_object()
         data = validated(TruncateSerializer, request.data)
-        removed = services.messages_truncate(thread=thread, from_id=data["from_id"])
+        removed = history.messages_truncate(thread=thread, from_id=data["from_id"])
         return Response({"removed": removed})
 
     @extend_schema(

@@ -45,6 +45,7 @@ from threads.conversation.errors import CompactionInProgress, CompactionNotSucce
 from threads.conversation.providers import SUMMARY_MAX_TOKENS, ProviderError, get_provider
 from threads.conversation.retry import retry_delay
 from threads.events import event_record
+from threads.message_format import estimate_tokens
 from threads.models import (
     COMPACTION_PENDING,
     CompactedMessageId,
@@ -60,7 +61,6 @@ from threads.models import (
     Tier,
 )
 from threads.selectors import history_read
-from threads.services import estimate_tokens
 from threads.storage import cold, hotcache
 from threads.storage.tiers import thread_ensure_hot
 

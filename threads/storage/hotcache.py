@@ -41,6 +41,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
+from threads.message_format import message_json
+
 logger = logging.getLogger(__name__)
 
 BREAKER_SECONDS = 5.0
@@ -72,7 +74,9 @@ end
 # Rebuild: replace the thread's keys with a complete history at version ARGV[1], unless the
 # cache already holds that version (complete) or a newer one.
 # KEYS: meta, messages, state. ARGV: hv, ttl, state JSON, then seq/member pairs.
-_REBUILD = _ZADD_PAIRS + """
+_REBUILD = (
+    _ZADD_PAIRS
+    + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 local hv = tonumber(ARGV[1])
 if cur and cur > hv then return 0 end
@@ -87,13 +91,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
+)
 
 # Delta: apply one change that took the thread from version ARGV[2] to ARGV[3]. Applies only
 # on top of exactly ARGV[2]; an older (or incomplete) cache is dropped, a newer one is kept,
 # an absent one stays absent (the next read rebuilds).
 # KEYS: meta, messages, state. ARGV: op, old hv, new hv, ttl, then the op's arguments:
 #   append: seq/member pairs · truncate: the first seq removed · state: the state JSON
-_DELTA = _ZADD_PAIRS + """
+_DELTA = (
+    _ZADD_PAIRS
+    + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 if not cur then return 0 end
 local old = tonumber(ARGV[2])
@@ -115,6 +122,7 @@ redis.call('HSET', KEYS[1], 'hv', ARGV[3], 'n', redis.call('ZCARD', KEYS[2]))
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """
+)
 
 
 # --- Connection ------------------------------------------------------------------------
@@ -338,3 +346,19 @@ def on_commit_drop(*, thread_id: str) -> None:
     in ways simpler to rebuild than to patch (compaction, flush)."""
     if enabled():
         transaction.on_commit(lambda: drop(thread_id), robust=True)
+
+
+def members_of(rows: Sequence[Any]) -> list[Member]:
+    """Message rows (model instances) as the cache holds them; [] when the cache is off
+    (nothing is serialized for a cache that will not be written)."""
+    if not enabled():
+        return []
+    return [
+        (
+            r.seq,
+            message_json(
+                r.message_id, r.seq, r.role, r.content, r.metadata, r.token_estimate, r.created_at
+            ),
+        )
+        for r in rows
+    ]

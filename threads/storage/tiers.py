@@ -45,6 +45,7 @@ half-restored thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -72,9 +73,8 @@ from common.ids import new_id
 from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_generating
 from threads import events, locks
 from threads.events import event_record
+from threads.message_format import estimate_tokens, message_json
 from threads.models import MESSAGE_COLUMNS, Message, Role, Thread, Tier
-from threads.selectors import message_json
-from threads.services import estimate_tokens
 from threads.storage import cold, hotcache
 
 logger = logging.getLogger(__name__)
@@ -488,6 +488,42 @@ def _flush_commit(
             touched = Thread.objects.filter(pk=thread.pk, last_activity_at__gte=idle_before)
             reason = "active" if touched.exists() else reason
         raise ThreadBusy(thread=thread.pk, reason=reason)
+
+
+# --- Writes on a hot thread ----------------------------------------------------------
+
+
+class WentCold(Exception):
+    """The thread was flushed between thread_ensure_hot and the write's row lock."""
+
+
+def lock_hot(thread: Thread, *fields: str) -> Thread:
+    """locks.lock_thread for writes of history: the thread must still be hot under the lock
+    (a flush may have committed since the caller hydrated it; on_hot_thread then retries)."""
+    locked = locks.lock_thread(thread.pk, *(("tier", *fields) if fields else ()))
+    if locked.tier != Tier.HOT:
+        raise WentCold
+    return locked
+
+
+def on_hot_thread(write):
+    """Run a history write on a hot thread: hydrate it first when cold (outside any
+    transaction — that reads cold storage), then run the write, which re-checks the tier
+    under its row lock (lock_hot); a flush that committed in between makes it hydrate and
+    try again. So a write racing a flush either lands in a hot thread or makes the flush
+    abort."""
+
+    @functools.wraps(write)
+    def run(*, thread: Thread, **kwargs: Any):
+        for _ in range(3):
+            thread_ensure_hot(thread=thread)
+            try:
+                return write(thread=thread, **kwargs)
+            except WentCold:
+                thread.tier = Tier.COLD
+        raise ThreadBusy(thread=thread.pk, reason="flushing")
+
+    return run
 
 
 # --- Hydrate ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from threads.models import Project, Tenant
-from threads.services import api_key_authenticate, api_key_create, project_create
+from threads.tenancy import api_key_authenticate, api_key_create, project_create
 
 DEMO_NAME = "demo"
 KEY_FILE_NAME = "demo-api-key"

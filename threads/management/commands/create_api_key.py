@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from threads.models import ApiKey, Tenant
-from threads.services import api_key_create
+from threads.tenancy import api_key_create
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from threads.models import Tenant
-from threads.services import tenant_create
+from threads.tenancy import tenant_create
 
 
 class Command(BaseCommand):

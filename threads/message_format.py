@@ -1,0 +1,49 @@
+"""The API's message form: the dict and canonical JSON of a message row, and the token
+estimate. The hot cache, cold snapshots, compaction archives and the API share it."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+
+def message_dict(
+    message_id: str,
+    seq: int,
+    role: str,
+    content: Any,
+    metadata: dict[str, Any],
+    token_estimate: int,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """A message as the API shows it, from a row of MESSAGE_COLUMNS."""
+    return {
+        "id": message_id,
+        "seq": seq,
+        "role": role,
+        "content": content,
+        "metadata": metadata,
+        "token_estimate": token_estimate,
+        "created_at": created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def message_json(*row: Any) -> str:
+    """A message as the API's JSON, from a row of MESSAGE_COLUMNS: the form the Redis cache
+    holds and cold snapshots store. Canonical (sorted keys, compact), so the same message
+    gives the same bytes whichever path produced it."""
+    return json.dumps(message_dict(*row), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def estimate_tokens(content: Any) -> int:
+    """A provider-independent estimate: ~4 characters a token plus a small per-message cost."""
+    if isinstance(content, str):
+        chars = len(content)
+    else:
+        chars = 0
+        for block in content:
+            text = block.get("text") if isinstance(block, dict) else None
+            chars += len(text) if isinstance(text, str) else len(json.dumps(block))
+    return 4 + math.ceil(chars / 4)

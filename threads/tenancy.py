@@ -1,0 +1,80 @@
+"""Tenants, their API keys and projects: who may call the API, and the top of every tenant's
+data. Keys are stored as SHA-256 hashes; the secret is shown once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from threads.models import ApiKey, Project, Tenant
+
+API_KEY_PREFIX = "tl_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, tenant: Tenant, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for `tenant`; returns (key, secret). The secret is not stored."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=secret[:10], secret_hash=_hash_secret(secret)
+    )
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at=None).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The active key with this secret, or None. Touches last_used_at at most once a minute
+    (a conditional UPDATE, so a busy key costs one write a minute, not one per request)."""
+    if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
+        return None
+    # secret_hash is unique: a one-row slice, without the ORDER BY (Meta.ordering) that
+    # first() would add — this runs on every API request.
+    candidates = (
+        ApiKey.objects.select_related("tenant")
+        .filter(secret_hash=_hash_secret(secret), revoked_at=None)
+        .order_by()
+    )
+    api_key = next(iter(candidates[:1]), None)
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or api_key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).exclude(
+            last_used_at__gte=now - LAST_USED_RESOLUTION
+        ).update(last_used_at=now)
+    return api_key
+
+
+@transaction.atomic
+def tenant_create(*, name: str) -> tuple[Tenant, str]:
+    """A tenant with its first API key; returns (tenant, secret)."""
+    tenant = Tenant.objects.create(name=name)
+    _, secret = api_key_create(tenant=tenant, name="default")
+    return tenant, secret
+
+
+def project_create(*, tenant: Tenant, **fields: Any) -> Project:
+    return Project.objects.create(tenant=tenant, **fields)
+
+
+def project_update(*, project: Project, **fields: Any) -> Project:
+    if not fields:
+        return project
+    fields["updated_at"] = timezone.now()
+    Project.objects.filter(pk=project.pk).update(**fields)
+    project.refresh_from_db()
+    return project
