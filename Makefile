@@ -26,6 +26,7 @@ lint: install
 
 check: install
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/check_structure.py
 	$(PY) manage.py makemigrations --check --dry-run
 
 bench: install

@@ -62,6 +62,7 @@ from _common import (
 
 from threads import message_format, tenancy
 from threads.storage import pages
+from threads.storage.snapshot import snapshot_key
 
 FLUSH_RATIO_AIM = 0.5  # flush throughput ≥ 50 % of raw put_object
 REGION = "us-east-1"
@@ -379,9 +380,9 @@ def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redi
     flush = run_sequential(total=len(threads), op=lambda i: tiers.thread_flush(thread=threads[i]))
 
     step("reading the snapshots back (untimed)")
-    bodies = [s3.get_object(Bucket=bucket, Key=tiers.snapshot_key(pk))["Body"].read() for pk in ids]
+    bodies = [s3.get_object(Bucket=bucket, Key=snapshot_key(pk))["Body"].read() for pk in ids]
     warm_bodies = [
-        s3.get_object(Bucket=bucket, Key=tiers.snapshot_key(pk))["Body"].read() for pk in warm_ids
+        s3.get_object(Bucket=bucket, Key=snapshot_key(pk))["Body"].read() for pk in warm_ids
     ]
 
     def put(prefix: str, pk: str, body: bytes) -> None:
@@ -426,7 +427,7 @@ def bench_hydrate(
     from threads.storage import hotcache, tiers
 
     thread = Thread.objects.get(pk=thread_id)
-    key = tiers.snapshot_key(thread_id)
+    key = snapshot_key(thread_id)
     flush, hydrate = Run(), Run()
     step(f"flush → hydrate of {args.long:,} messages: 1 warm-up + {args.cycles} timed cycles")
     for cycle in range(args.cycles + 1):

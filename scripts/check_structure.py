@@ -1,8 +1,9 @@
-"""Fail on import cycles between project modules, private names imported across modules, and
-modules past the size limit. Part of `make check`.
+"""Fail on import cycles between project modules, imports against the arrows between rooms,
+private names imported across modules, and modules past the size limit. Part of `make check`.
 
 Every import counts, including those inside functions: a function-level import is a cycle
-in disguise (STYLE.md 14). Migrations, tests and bench are not project modules here.
+in disguise (STYLE.md 14). Imports under `if TYPE_CHECKING:` (annotations only) do not.
+Migrations, tests and bench are not project modules here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("common", "config", "threads", "sessions_app", "handoffs", "tasks")
 SKIP_PARTS = {"migrations", "__pycache__"}
 MAX_LINES = 450
+# The rooms, lowest first: a room imports only rooms at or below its own level.
+LEVELS = {"common": 0, "threads": 1, "sessions_app": 2, "handoffs": 3, "tasks": 4, "config": 5}
+# The exceptions, each a module any room may import: threads asks about sessions through
+# one selector; the Celery app and the environment readers are leaves every room may use.
+OPEN_MODULES = {"sessions_app.selectors", "config.celery", "config.env"}
 
 
 def project_modules() -> dict[str, Path]:
@@ -43,7 +49,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]):
     """Yield (line, target module, imported names) for every import in the file."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_package = path.name == "__init__.py"
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = resolve(alias.name, modules)
@@ -63,6 +69,29 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]):
                     target = resolve(base, modules)
                     if target:
                         yield node.lineno, target, [alias.name]
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:`."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if (
+                isinstance(child, ast.If)
+                and isinstance(child.test, ast.Name)
+                and child.test.id == "TYPE_CHECKING"
+            ):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
+def against_the_arrows(module: str, target: str) -> bool:
+    if target in OPEN_MODULES:
+        return False
+    return LEVELS[target.split(".")[0]] > LEVELS[module.split(".")[0]]
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -123,20 +152,21 @@ def main() -> int:
             # its package) is how Python packages work, not a cycle between rooms.
             if not (is_ancestor(module, target) or is_ancestor(target, module)):
                 graph[module].add(target)
+            if against_the_arrows(module, target):
+                problems.append(f"{rel}:{lineno}: imports {target} (a room above)")
             for name in names:
                 if name.startswith("_") and not name.startswith("__"):
                     problems.append(f"{rel}:{lineno}: imports private {name!r} from {target}")
     for component in find_cycles(graph):
-        edges = [
-            f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component
-        ]
+        edges = [f"{a} -> {b}" for a in component for b in sorted(graph[a]) if b in component]
         problems.append("import cycle: " + "; ".join(edges))
+    problems = list(dict.fromkeys(problems))  # one line per import statement
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} structure problem(s)")
         return 1
-    print(f"structure ok: {len(modules)} modules, no cycles, no private imports")
+    print(f"structure ok: {len(modules)} modules; no cycles, no imports against the arrows")
     return 0
 
 

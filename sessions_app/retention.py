@@ -50,7 +50,8 @@ from threads import events
 from threads.events import event_record
 from threads.message_format import message_json
 from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier
-from threads.storage import cold, tiers
+from threads.storage import cold
+from threads.storage.snapshot import snapshot_decode, snapshot_key
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +154,12 @@ def _thread_messages(thread_id: str, since: datetime, until: datetime) -> list[s
         if now == (Tier.HOT, thread.last_flushed_at):
             return messages
         thread = Thread.objects.get(pk=thread_id)
-    key = thread.cold_key or tiers.snapshot_key(thread_id)
+    key = thread.cold_key or snapshot_key(thread_id)
     try:
         body = cold.get(key)
     except cold.ColdObjectMissing as exc:
         raise ColdSnapshotCorrupt(thread=thread_id, key=key, reason="missing") from exc
-    snapshot = tiers.snapshot_decode(body, thread=thread, key=key)
+    snapshot = snapshot_decode(body, thread=thread, key=key)
     return [
         member
         for message, (_, member) in zip(snapshot.rows, snapshot.members, strict=True)

@@ -1,5 +1,6 @@
-"""Thin Celery tasks: they take ids, call services, and are enqueued with
-`transaction.on_commit(lambda: task.delay(id))` so a worker never sees uncommitted rows."""
+"""Thin Celery tasks: they take ids and call services. Services enqueue them by name
+(common.tasks.enqueue_on_commit with the name constant beside the service), never by
+importing this module, so the arrows point one way: tasks → services."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from django.db.models import Count, Q
 
 from sessions_app.retention import subsessions_retention_sweep
 from sessions_app.services import session_locks_recover
-from threads.conversation.compaction import RetryLater, compaction_backstop, compaction_run
+from threads.conversation.backstop import compaction_backstop
+from threads.conversation.compaction import COMPACTION_RUN_TASK, RetryLater, compaction_run
 from threads.conversation.warming import SWEEP_BATCH, RetryWarm, warm_timer_run, warming_sweep
 from threads.models import Lifecycle, Thread
-from threads.storage.tiers import flush_idle_batch, idle_cutoff
+from threads.storage.sweep import flush_idle_batch, idle_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 # provider.retry event, the tasks only hand the countdown to Celery.
 
 
-@shared_task(bind=True, name="threads.compaction_run", max_retries=None, acks_late=True)
+@shared_task(bind=True, name=COMPACTION_RUN_TASK, max_retries=None, acks_late=True)
 def compaction_run_task(self, compaction_id: str) -> None:
     try:
         compaction_run(compaction_id=compaction_id)

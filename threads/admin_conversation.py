@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
-from threads.conversation import compaction, queue, warming
+from threads.conversation import compaction, prompt, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
 
 ORIGINALS_SHOWN = 1000
@@ -98,7 +98,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         else:
             context.update(
                 originals=[
-                    {**m, "text": compaction.message_text(m["content"])}
+                    {**m, "text": prompt.message_text(m["content"])}
                     for m in originals[:ORIGINALS_SHOWN]
                 ],
                 messages_count=len(originals),

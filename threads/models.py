@@ -1,7 +1,5 @@
-"""Tenants, API keys, projects, threads, messages and the event trail.
-
-Writes go through threads/services.py; reads through threads/selectors.py.
-"""
+"""Tenants, API keys, projects, threads, messages, the event trail, compactions and the
+steering queue. Writes go through the services of threads/; reads through selectors.py."""
 
 from __future__ import annotations
 
@@ -199,7 +197,7 @@ class Thread(models.Model):
                 name="thread_warm_due",
                 condition=models.Q(next_warm_at__isnull=False),
             ),
-            # The flush sweep (threads.storage.tiers.idle_threads): hot threads idle since a cutoff,
+            # The flush sweep (threads.storage.sweep.idle_threads): hot threads idle since a cutoff,
             # keyset-paginated by (last_activity_at, id). Cold threads stay out of it.
             models.Index(
                 fields=("last_activity_at", "id"),
@@ -216,8 +214,7 @@ class Thread(models.Model):
         return self.status == ThreadStatus.ARCHIVED
 
     def require_open(self) -> None:
-        """409 thread_archived unless the thread (as loaded) is open for writes."""
-        if self.status == ThreadStatus.ARCHIVED:
+        if self.is_archived:  # as loaded; writers call it on the row they locked
             raise ThreadArchived(thread=self.pk)
 
 

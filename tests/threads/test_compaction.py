@@ -22,17 +22,15 @@ from tests.threads.conversation_helpers import (
 from tests.workers import celery_worker, wait_for
 from threads import history as thread_history
 from threads import services
+from threads.conversation.backstop import compaction_backstop
 from threads.conversation.compaction import (
-    PROMPT_HEADER,
-    SUMMARY_PREFIX,
-    build_prompt,
-    choose_cut,
     compaction_after_settle,
-    compaction_backstop,
     compaction_request,
     compaction_run,
 )
+from threads.conversation.prompt import PROMPT_HEADER, build_prompt, choose_cut
 from threads.conversation.queue import queue_enqueue
+from threads.conversation.rewrite import SUMMARY_PREFIX
 from threads.models import Compaction, Event, Message, Thread
 from threads.storage import cold
 

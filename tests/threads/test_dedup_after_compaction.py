@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from tests.threads.conversation_helpers import say
 from threads import history
 from threads.models import CompactedMessageId, Compaction, Message, Thread
-from threads.storage import cold, tiers
+from threads.storage import cold
+from threads.storage.snapshot import snapshot_key
 
 pytestmark = pytest.mark.django_db
 
@@ -179,7 +180,7 @@ def test_a_compacted_thread_still_dedups_after_flush_and_hydrate(api, compacted,
     before = listed(api, compacted)
     # given: flushed; the snapshot's dedupIds are its messages' ids, aligned with them
     assert api.post(url(compacted, "flush")).json()["tier"] == "cold"
-    snapshot = cold.gunzip_json(cold.get(tiers.snapshot_key(compacted.id)))
+    snapshot = cold.gunzip_json(cold.get(snapshot_key(compacted.id)))
     assert snapshot["dedupIds"] == [m["id"] for m in before]
     assert CompactedMessageId.objects.filter(thread=compacted).count() == len(COMPACTED)
 
@@ -211,7 +212,7 @@ def test_a_plain_zeitlich_snapshot_still_hydrates_a_compacted_thread(api, compac
     }
     s3.client().put_object(
         Bucket=s3.bucket,
-        Key=tiers.snapshot_key(compacted.id),
+        Key=snapshot_key(compacted.id),
         Body=gzip.compress(json.dumps(body).encode()),
     )
     # when

@@ -23,6 +23,7 @@ from tests.conftest import assert_error
 from threads import history, services
 from threads.models import Event, Message, Thread
 from threads.storage import cold, hotcache, tiers
+from threads.storage.snapshot import messages_sha256, snapshot_key
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,7 @@ def ids_of(thread) -> list[str]:
 
 
 def stored(s3, thread) -> dict:
-    body = s3.client().get_object(Bucket=s3.bucket, Key=tiers.snapshot_key(thread.id))["Body"]
+    body = s3.client().get_object(Bucket=s3.bucket, Key=snapshot_key(thread.id))["Body"]
     return json.loads(gzip.decompress(body.read()))
 
 
@@ -88,7 +89,7 @@ def test_flush_writes_the_snapshot_deletes_the_rows_and_marks_the_thread_cold(
     assert snapshot["thread_id"] == thread.id and snapshot["tenant_id"] == api.tenant.id
     assert (snapshot["last_seq"], snapshot["message_count"]) == (3, 3)
     assert snapshot["history_version"] == thread.history_version
-    assert snapshot["sha256"] == tiers._sha256(snapshot["messages"])
+    assert snapshot["sha256"] == messages_sha256(snapshot["messages"])
     # Redis keys dropped, event recorded
     assert get_redis_connection("default").exists(*hotcache.keys(thread.id)) == 0
     event = Event.objects.get(kind="thread.flushed", thread_id=thread.id)

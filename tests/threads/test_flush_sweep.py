@@ -16,7 +16,7 @@ from tasks.tasks import flush_idle_threads
 from tests.workers import celery_worker, wait_for
 from threads import history, services
 from threads.models import Event, Message, Thread
-from threads.storage import cold, tiers
+from threads.storage import cold, sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +78,7 @@ def test_the_sweep_skips_a_thread_whose_session_runs_a_turn(api, thread, s3):
 
 
 def test_the_sweep_goes_through_every_batch(api, project, thread, s3, monkeypatch):
-    monkeypatch.setattr(tiers, "SWEEP_BATCH_SIZE", 2)
+    monkeypatch.setattr(sweep, "SWEEP_BATCH_SIZE", 2)
     threads = [idle(thread, "a")] + [idle(new_thread(api, project), "x") for _ in range(4)]
 
     flush_idle_threads.delay().get()
@@ -102,7 +102,7 @@ def test_a_thread_that_changed_during_its_flush_is_retried_once(thread, s3, monk
     monkeypatch.setattr(cold, "put", put_racing_a_state_change)
 
     # when
-    batch = tiers.flush_idle_batch()
+    batch = sweep.flush_idle_batch()
 
     # then the second attempt flushed it, state included
     assert (batch.flushed, batch.skipped, len(calls)) == (1, 0, 2)
@@ -122,7 +122,7 @@ def test_a_thread_that_became_active_during_its_flush_is_skipped(thread, s3, mon
 
     monkeypatch.setattr(cold, "put", put_racing_an_append)
 
-    batch = tiers.flush_idle_batch()
+    batch = sweep.flush_idle_batch()
 
     assert (batch.flushed, batch.skipped) == (0, 1)
     assert tier(sleeping) == "hot"
@@ -134,7 +134,7 @@ def test_a_store_failure_counts_as_failed_and_leaves_the_thread_hot(thread, s3):
     bucket = s3.bucket
     s3.stop()
     try:
-        batch = tiers.flush_idle_batch()
+        batch = sweep.flush_idle_batch()
     finally:
         s3.start()
         s3.create_bucket(bucket)
@@ -142,7 +142,7 @@ def test_a_store_failure_counts_as_failed_and_leaves_the_thread_hot(thread, s3):
     assert (batch.flushed, batch.failed) == (0, 1)
     assert tier(sleeping) == "hot"
     # and the next sweep gets it
-    assert tiers.flush_idle_batch().flushed == 1
+    assert sweep.flush_idle_batch().flushed == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,13 +150,13 @@ def test_two_concurrent_sweeps_never_flush_the_same_thread(api, project, thread,
     threads = [idle(thread, "a")] + [idle(new_thread(api, project), "x") for _ in range(9)]
     results = []
 
-    def sweep():
+    def sweep_once():
         try:
-            results.append(tiers.flush_idle_batch())
+            results.append(sweep.flush_idle_batch())
         finally:
             connection.close()
 
-    sweepers = [threading.Thread(target=sweep) for _ in range(3)]
+    sweepers = [threading.Thread(target=sweep_once) for _ in range(3)]
     for s in sweepers:
         s.start()
     for s in sweepers:

@@ -16,7 +16,7 @@ from django_redis import get_redis_connection
 from tests.conftest import assert_error
 from threads import history, services
 from threads.models import Event, Message, Thread
-from threads.storage import cold, hotcache, tiers
+from threads.storage import cold, hotcache, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +48,11 @@ def hydrations(thread) -> int:
 
 
 def overwrite(s3, thread, body: bytes) -> None:
-    s3.client().put_object(Bucket=s3.bucket, Key=tiers.snapshot_key(thread.id), Body=body)
+    s3.client().put_object(Bucket=s3.bucket, Key=snapshot.snapshot_key(thread.id), Body=body)
 
 
 def object_bytes(s3, thread) -> bytes:
-    key = tiers.snapshot_key(thread.id)
+    key = snapshot.snapshot_key(thread.id)
     return s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
 
 
@@ -224,7 +224,7 @@ def test_a_snapshot_of_another_version_is_refused(api, thread, s3):
 
 def test_a_missing_object_is_503_and_the_thread_stays_cold(api, thread, s3):
     flushed(api, thread, "a")
-    s3.client().delete_object(Bucket=s3.bucket, Key=tiers.snapshot_key(thread.id))
+    s3.client().delete_object(Bucket=s3.bucket, Key=snapshot.snapshot_key(thread.id))
 
     details = assert_error(api.post(url(thread, "hydrate")), 503, "cold_snapshot_corrupt")
 

@@ -23,3 +23,13 @@ class CompactionInProgress(DomainError):
 class CompactionNotSucceeded(DomainError):
     code = "compaction_not_succeeded"
     message = "Only a succeeded compaction has archived originals."
+
+
+class EmptySummary(DomainError):
+    code = "empty_summary"
+    message = "The model produced an empty summary."
+
+
+class HistoryChanged(DomainError):
+    code = "history_changed"
+    message = "The history kept changing during the compaction; nothing was changed."

@@ -1,25 +1,5 @@
-"""Hot ↔ cold: the snapshot format, flush, hydrate, thread_ensure_hot and the idle sweep.
-
-Snapshot — gzip JSON at `<COLD_PREFIX>/messages/<thread id>.json.gz` (application/gzip), a
-superset of zeitlich's v1 snapshot:
-
-    {"v": 1,
-     "messages": ["<each message as the API's JSON>", …],   zeitlich: raw JSON strings
-     "state": <the state slice or null>,
-     "dedupIds": ["<message id>", …],                       zeitlich: the dedup keys
-     "thread_id", "tenant_id", "project_id", "last_seq", "message_count", "history_version",
-     "token_estimate", "thread_created_at", "created_at" (when the snapshot was taken),
-     "sha256": SHA-256 of the canonical JSON of "messages"}
-
-"dedupIds" lists the ids of the snapshot's messages, aligned with them. The ids of messages
-a compaction summarized away (CompactedMessageId) are not in it: they stay in the database,
-which a flush leaves alone (it deletes message rows only), so a hydrated thread still dedups
-them.
-
-A plain zeitlich v1 snapshot (only the first four keys) hydrates too: each string is parsed;
-the message id is its "id", else the dedupIds entry at the same index (when the two lists
-align), else a new `msg_…`; seqs are 1..n; anything we cannot map faithfully is kept in the
-message's metadata under "zeitlich_raw".
+"""Hot ↔ cold: flush, hydrate, thread_ensure_hot, and writes that need a hot thread. The
+snapshot format is snapshot.py's; the idle sweep is sweep.py's.
 
 Order of a flush (DESIGN.md invariants 4 and 5 — no S3 I/O inside a transaction or under a
 row lock; hot rows deleted only after the snapshot is written and verified, and only if
@@ -46,52 +26,39 @@ half-restored thread.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Q, QuerySet
+from django.db.models import Exists, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from common.errors import (
     ColdSnapshotCorrupt,
-    DependencyUnavailable,
     NotFound,
     ThreadBusy,
     ThreadGenerating,
 )
-from common.ids import new_id
 from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_generating
 from threads import events, locks
 from threads.events import event_record
-from threads.message_format import estimate_tokens, message_json
-from threads.models import MESSAGE_COLUMNS, Message, Role, Thread, Tier
+from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
 from threads.storage import cold, hotcache
+from threads.storage.snapshot import DecodedSnapshot, snapshot_decode, snapshot_encode, snapshot_key
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
 # How long a flush may hold its lease. Far above the S3 client's worst case (connect and
 # read timeouts × attempts), so a lease only ever expires because its process died.
 FLUSH_LEASE_SECONDS = 600
 LEASE_PREFIX = "lease:"
-SWEEP_BATCH_SIZE = 100
 
 
 # --- Helpers ---------------------------------------------------------------------------
-
-
-def snapshot_key(thread_id: str) -> str:
-    return f"{settings.COLD_PREFIX}/messages/{thread_id}.json.gz"
 
 
 def _reload(thread: Thread) -> Thread:
@@ -111,143 +78,6 @@ def _adopt(thread: Thread, fresh: Thread) -> Thread:
 
 def _generating(thread_id: str) -> bool:
     return thread_is_generating(thread_id=thread_id)
-
-
-def _sha256(messages: list[str]) -> str:
-    canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-# --- Snapshot format -------------------------------------------------------------------
-
-
-def snapshot_encode(*, thread: Thread) -> dict[str, Any]:
-    """The snapshot of `thread` from the database. Its messages are read after the row, so
-    they are at least as new as `thread.history_version`; a flush only commits if that
-    version is still current, which makes them exactly that version."""
-    rows = list(
-        Message.objects.filter(thread_id=thread.pk).order_by("seq").values_list(*MESSAGE_COLUMNS)
-    )
-    messages = [message_json(*row) for row in rows]
-    return {
-        "v": SNAPSHOT_VERSION,
-        "messages": messages,
-        "state": thread.state,
-        "dedupIds": [row[0] for row in rows],
-        "thread_id": thread.pk,
-        "tenant_id": thread.tenant_id,
-        "project_id": thread.project_id,
-        "last_seq": thread.last_seq,
-        "message_count": len(messages),
-        "history_version": thread.history_version,
-        "token_estimate": sum(row[5] for row in rows),
-        "thread_created_at": _iso(thread.created_at),
-        "created_at": _iso(timezone.now()),
-        "sha256": _sha256(messages),
-    }
-
-
-@dataclass
-class DecodedSnapshot:
-    rows: list[Message]
-    members: list[tuple[int, str]]  # (seq, the API JSON) — what the Redis cache holds
-    state: Any
-    last_seq: int
-    native: bool  # written by Threadline (else a plain zeitlich v1 snapshot)
-
-
-# zeitlich stores whatever message objects its app used; these are the common spellings.
-_FOREIGN_ROLES = {
-    "human": Role.USER,
-    "user": Role.USER,
-    "ai": Role.ASSISTANT,
-    "assistant": Role.ASSISTANT,
-    "system": Role.SYSTEM,
-    "tool": Role.TOOL,
-    "function": Role.TOOL,
-}
-
-
-def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 128
-
-
-def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSnapshot:
-    """Parse and check a snapshot for `thread`; ColdSnapshotCorrupt (503) on anything
-    wrong — nothing is written before the whole body has been checked."""
-
-    def corrupt(reason: str, **details: Any) -> ColdSnapshotCorrupt:
-        return ColdSnapshotCorrupt(thread=thread.pk, key=key, reason=reason, **details)
-
-    try:
-        data = cold.gunzip_json(body)
-    except ValueError as exc:
-        raise corrupt("not_gzip_json") from exc
-    if not isinstance(data, dict) or data.get("v") != SNAPSHOT_VERSION:
-        raise corrupt("not_v1")
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
-        raise corrupt("bad_messages")
-
-    native = "sha256" in data or "thread_id" in data
-    if native:
-        if data.get("sha256") != _sha256(messages):
-            raise corrupt("checksum_mismatch")
-        if data.get("thread_id") != thread.pk:
-            raise corrupt("other_thread", snapshot_thread=data.get("thread_id"))
-        if data.get("message_count") != len(messages):
-            raise corrupt("count_mismatch")
-        if data.get("history_version") != thread.history_version:
-            # Not the version the row says was flushed: restoring it could lose writes.
-            raise corrupt(
-                "stale",
-                snapshot_version=data.get("history_version"),
-                thread_version=thread.history_version,
-            )
-
-    dedup = data.get("dedupIds")
-    aligned = dedup if isinstance(dedup, list) and len(dedup) == len(messages) else None
-    now = timezone.now()
-    rows: list[Message] = []
-    members: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    last_seq = 0
-    for index, raw in enumerate(messages):
-        try:
-            parsed = json.loads(raw)
-        except ValueError as exc:
-            raise corrupt("bad_message", index=index) from exc
-        if native:
-            message = _native_message(parsed, last_seq)
-            if message is None or message.message_id in seen:
-                raise corrupt("bad_message", index=index)
-            member = raw
-        else:
-            message = _foreign_message(parsed, raw, index, aligned, now)
-            if message.message_id in seen:
-                message.message_id = new_id("msg")
-            message.seq = index + 1
-            member = message_json(*(getattr(message, f) for f in MESSAGE_COLUMNS))
-        message.thread_id = thread.pk
-        seen.add(message.message_id)
-        last_seq = message.seq
-        rows.append(message)
-        members.append((message.seq, member))
-    state = data.get("state")
-    recorded_last_seq = data.get("last_seq") if native else None
-    if isinstance(recorded_last_seq, int):  # a truncation leaves last_seq above the rows
-        last_seq = max(last_seq, recorded_last_seq)
-    return DecodedSnapshot(
-        rows=rows,
-        members=members,
-        state=state if isinstance(state, dict) else None,
-        last_seq=last_seq,
-        native=native,
-    )
 
 
 def _insert_messages(thread_id: str, rows: list[Message]) -> None:
@@ -272,71 +102,6 @@ def _insert_messages(thread_id: str, rows: list[Message]) -> None:
                     row.created_at,
                 )
             )
-
-
-_ROLES = frozenset(Role.values)  # Role.values builds a new list on every access
-
-
-def _native_message(parsed: Any, after_seq: int) -> Message | None:
-    """A message we wrote (the API's JSON), or None if it is not one."""
-    if not isinstance(parsed, dict):
-        return None
-    seq, role, tokens = parsed.get("seq"), parsed.get("role"), parsed.get("token_estimate")
-    created_at = parse_datetime(parsed["created_at"]) if "created_at" in parsed else None
-    if not (
-        _valid_id(parsed.get("id"))
-        and isinstance(seq, int)
-        and seq > after_seq
-        and role in _ROLES
-        and "content" in parsed
-        and isinstance(parsed.get("metadata"), dict)
-        and isinstance(tokens, int)
-        and created_at is not None
-    ):
-        return None
-    return Message(
-        message_id=parsed["id"],
-        seq=seq,
-        role=role,
-        content=parsed["content"],
-        metadata=parsed["metadata"],
-        token_estimate=tokens,
-        created_at=created_at,
-    )
-
-
-def _foreign_message(
-    parsed: Any, raw: str, index: int, aligned: list | None, now: datetime
-) -> Message:
-    """A zeitlich message: whatever object its app stored, mapped as well as it goes."""
-    body = parsed if isinstance(parsed, dict) else {}
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    role = body.get("role")
-    if role not in _ROLES:
-        role = _FOREIGN_ROLES.get(body.get("role") or body.get("type"))
-    content = body["content"] if "content" in body else data.get("content")
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    if role is None or not isinstance(content, str | list):
-        metadata = {**metadata, "zeitlich_raw": raw}
-        role = role or Role.USER
-        content = content if isinstance(content, str | list) else raw
-    if _valid_id(body.get("id")):
-        message_id = body["id"]
-    elif aligned is not None and _valid_id(aligned[index]):
-        message_id = aligned[index]
-    else:
-        message_id = new_id("msg")
-    created = body.get("created_at")
-    created_at = (parse_datetime(created) if isinstance(created, str) else None) or now
-    return Message(
-        message_id=message_id,
-        seq=index + 1,
-        role=role,
-        content=content,
-        metadata=metadata,
-        token_estimate=estimate_tokens(content),
-        created_at=created_at,
-    )
 
 
 # --- Flush -----------------------------------------------------------------------------
@@ -411,12 +176,13 @@ def thread_flush(*, thread: Thread, idle_before: datetime | None = None) -> Thre
     reason flushing|changed|active) when another flush holds the thread or it changed,
     ColdStorageUnavailable (503) when the store fails — in every case the thread stays hot
     with all its rows."""
-    _flush(thread, idle_before=idle_before)
+    flush_once(thread, idle_before=idle_before)
     return _adopt(thread, _reload(thread))
 
 
-def _flush(thread: Thread, *, idle_before: datetime | None) -> bool:
-    """thread_flush; True if this call flushed it, False if it was already cold."""
+def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
+    """thread_flush; True if this call flushed it, False if it was already cold (the sweep
+    counts the two apart)."""
     current = _reload(thread)
     if current.tier == Tier.COLD:
         return False
@@ -608,77 +374,6 @@ def snapshot_discard(*, thread_id: str) -> None:
         cold.delete(snapshot_key(thread_id))
     except cold.ColdStorageUnavailable as exc:
         logger.warning("could not delete the snapshot of deleted thread %s: %s", thread_id, exc)
-
-
-# --- Idle sweep ------------------------------------------------------------------------
-
-
-@dataclass
-class SweepBatch:
-    flushed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    cursor: tuple[datetime, str] | None = None  # where the next batch starts; None: done
-
-
-def idle_cutoff(older_than_seconds: int | None = None) -> datetime:
-    seconds = settings.COLD_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
-    return timezone.now() - timedelta(seconds=seconds)
-
-
-def idle_threads(*, cutoff: datetime, after: tuple[datetime, str] | None = None) -> QuerySet:
-    """Hot threads without activity since `cutoff` and no session running a turn, any
-    status, oldest first, keyset-paginated after (last_activity_at, id)."""
-    query = Thread.objects.filter(tier=Tier.HOT, last_activity_at__lt=cutoff)
-    query = query.filter(~Exists(active_sessions_of_outer_thread()))
-    if after is not None:
-        at, pk = after
-        query = query.filter(Q(last_activity_at__gt=at) | Q(last_activity_at=at, pk__gt=pk))
-    return query.order_by("last_activity_at", "pk")
-
-
-def flush_idle_batch(
-    *,
-    cutoff: datetime | None = None,
-    after: tuple[datetime, str] | None = None,
-    batch_size: int | None = None,
-    on_thread: Callable[[str, str], None] | None = None,
-) -> SweepBatch:
-    """Flush one batch of idle threads. Two workers never flush the same thread: each flush
-    first claims it (`_lease_take`, a conditional UPDATE), and the final UPDATE re-checks
-    that it is still idle and unchanged. A thread that changed while being flushed is
-    retried once; one that became active, is generating, or is claimed by another worker is
-    skipped; a store failure counts as failed (it stays hot and is retried next sweep).
-    `on_thread(thread_id, outcome)` reports each one."""
-    cutoff = cutoff or idle_cutoff()
-    batch_size = batch_size or SWEEP_BATCH_SIZE
-    candidates = list(
-        idle_threads(cutoff=cutoff, after=after).only("id", "last_activity_at")[:batch_size]
-    )
-    batch = SweepBatch()
-    for candidate in candidates:
-        outcome = _sweep_one(candidate, cutoff)
-        setattr(batch, outcome, getattr(batch, outcome) + 1)
-        if on_thread is not None:
-            on_thread(candidate.pk, outcome)
-    if len(candidates) == batch_size:
-        batch.cursor = (candidates[-1].last_activity_at, candidates[-1].pk)
-    return batch
-
-
-def _sweep_one(candidate: Thread, cutoff: datetime) -> str:
-    for attempt in range(2):
-        try:
-            return "flushed" if _flush(candidate, idle_before=cutoff) else "skipped"
-        except ThreadBusy as exc:
-            if exc.details.get("reason") != "changed" or attempt:
-                return "skipped"
-        except (ThreadGenerating, NotFound):
-            return "skipped"
-        except DependencyUnavailable as exc:
-            logger.warning("idle flush of %s failed: %s %s", candidate.pk, exc.code, exc.details)
-            return "failed"
-    return "skipped"
 
 
 def probe_cold_storage() -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from threads.storage.tiers import SWEEP_BATCH_SIZE, flush_idle_batch, idle_cutoff, idle_threads
+from threads.storage.sweep import SWEEP_BATCH_SIZE, flush_idle_batch, idle_cutoff, idle_threads
 
 
 class Command(BaseCommand):

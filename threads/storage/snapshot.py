@@ -1,0 +1,246 @@
+"""The cold snapshot format (encode, decode).
+
+Snapshot — gzip JSON at `<COLD_PREFIX>/messages/<thread id>.json.gz` (application/gzip), a
+superset of zeitlich's v1 snapshot:
+
+    {"v": 1,
+     "messages": ["<each message as the API's JSON>", …],   zeitlich: raw JSON strings
+     "state": <the state slice or null>,
+     "dedupIds": ["<message id>", …],                       zeitlich: the dedup keys
+     "thread_id", "tenant_id", "project_id", "last_seq", "message_count", "history_version",
+     "token_estimate", "thread_created_at", "created_at" (when the snapshot was taken),
+     "sha256": SHA-256 of the canonical JSON of "messages"}
+
+"dedupIds" lists the ids of the snapshot's messages, aligned with them. The ids of messages
+a compaction summarized away (CompactedMessageId) are not in it: they stay in the database,
+which a flush leaves alone (it deletes message rows only), so a hydrated thread still dedups
+them.
+
+A plain zeitlich v1 snapshot (only the first four keys) hydrates too: each string is parsed;
+the message id is its "id", else the dedupIds entry at the same index (when the two lists
+align), else a new `msg_…`; seqs are 1..n; anything we cannot map faithfully is kept in the
+message's metadata under "zeitlich_raw".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from common.errors import ColdSnapshotCorrupt
+from common.ids import new_id
+from threads.message_format import estimate_tokens, message_json
+from threads.models import MESSAGE_COLUMNS, Message, Role, Thread
+from threads.storage import cold
+
+SNAPSHOT_VERSION = 1
+
+
+def snapshot_key(thread_id: str) -> str:
+    return f"{settings.COLD_PREFIX}/messages/{thread_id}.json.gz"
+
+
+def messages_sha256(messages: list[str]) -> str:
+    canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def snapshot_encode(*, thread: Thread) -> dict[str, Any]:
+    """The snapshot of `thread` from the database. Its messages are read after the row, so
+    they are at least as new as `thread.history_version`; a flush only commits if that
+    version is still current, which makes them exactly that version."""
+    rows = list(
+        Message.objects.filter(thread_id=thread.pk).order_by("seq").values_list(*MESSAGE_COLUMNS)
+    )
+    messages = [message_json(*row) for row in rows]
+    return {
+        "v": SNAPSHOT_VERSION,
+        "messages": messages,
+        "state": thread.state,
+        "dedupIds": [row[0] for row in rows],
+        "thread_id": thread.pk,
+        "tenant_id": thread.tenant_id,
+        "project_id": thread.project_id,
+        "last_seq": thread.last_seq,
+        "message_count": len(messages),
+        "history_version": thread.history_version,
+        "token_estimate": sum(row[5] for row in rows),
+        "thread_created_at": _iso(thread.created_at),
+        "created_at": _iso(timezone.now()),
+        "sha256": messages_sha256(messages),
+    }
+
+
+@dataclass
+class DecodedSnapshot:
+    rows: list[Message]
+    members: list[tuple[int, str]]  # (seq, the API JSON) — what the Redis cache holds
+    state: Any
+    last_seq: int
+    native: bool  # written by Threadline (else a plain zeitlich v1 snapshot)
+
+
+# zeitlich stores whatever message objects its app used; these are the common spellings.
+_FOREIGN_ROLES = {
+    "human": Role.USER,
+    "user": Role.USER,
+    "ai": Role.ASSISTANT,
+    "assistant": Role.ASSISTANT,
+    "system": Role.SYSTEM,
+    "tool": Role.TOOL,
+    "function": Role.TOOL,
+}
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 128
+
+
+def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSnapshot:
+    """Parse and check a snapshot for `thread`; ColdSnapshotCorrupt (503) on anything
+    wrong — nothing is written before the whole body has been checked."""
+
+    def corrupt(reason: str, **details: Any) -> ColdSnapshotCorrupt:
+        return ColdSnapshotCorrupt(thread=thread.pk, key=key, reason=reason, **details)
+
+    try:
+        data = cold.gunzip_json(body)
+    except ValueError as exc:
+        raise corrupt("not_gzip_json") from exc
+    if not isinstance(data, dict) or data.get("v") != SNAPSHOT_VERSION:
+        raise corrupt("not_v1")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
+        raise corrupt("bad_messages")
+
+    native = "sha256" in data or "thread_id" in data
+    if native:
+        if data.get("sha256") != messages_sha256(messages):
+            raise corrupt("checksum_mismatch")
+        if data.get("thread_id") != thread.pk:
+            raise corrupt("other_thread", snapshot_thread=data.get("thread_id"))
+        if data.get("message_count") != len(messages):
+            raise corrupt("count_mismatch")
+        if data.get("history_version") != thread.history_version:
+            # Not the version the row says was flushed: restoring it could lose writes.
+            raise corrupt(
+                "stale",
+                snapshot_version=data.get("history_version"),
+                thread_version=thread.history_version,
+            )
+
+    dedup = data.get("dedupIds")
+    aligned = dedup if isinstance(dedup, list) and len(dedup) == len(messages) else None
+    now = timezone.now()
+    rows: list[Message] = []
+    members: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    last_seq = 0
+    for index, raw in enumerate(messages):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise corrupt("bad_message", index=index) from exc
+        if native:
+            message = _native_message(parsed, last_seq)
+            if message is None or message.message_id in seen:
+                raise corrupt("bad_message", index=index)
+            member = raw
+        else:
+            message = _foreign_message(parsed, raw, index, aligned, now)
+            if message.message_id in seen:
+                message.message_id = new_id("msg")
+            message.seq = index + 1
+            member = message_json(*(getattr(message, f) for f in MESSAGE_COLUMNS))
+        message.thread_id = thread.pk
+        seen.add(message.message_id)
+        last_seq = message.seq
+        rows.append(message)
+        members.append((message.seq, member))
+    state = data.get("state")
+    recorded_last_seq = data.get("last_seq") if native else None
+    if isinstance(recorded_last_seq, int):  # a truncation leaves last_seq above the rows
+        last_seq = max(last_seq, recorded_last_seq)
+    return DecodedSnapshot(
+        rows=rows,
+        members=members,
+        state=state if isinstance(state, dict) else None,
+        last_seq=last_seq,
+        native=native,
+    )
+
+
+_ROLES = frozenset(Role.values)  # Role.values builds a new list on every access
+
+
+def _native_message(parsed: Any, after_seq: int) -> Message | None:
+    """A message we wrote (the API's JSON), or None if it is not one."""
+    if not isinstance(parsed, dict):
+        return None
+    seq, role, tokens = parsed.get("seq"), parsed.get("role"), parsed.get("token_estimate")
+    created_at = parse_datetime(parsed["created_at"]) if "created_at" in parsed else None
+    if not (
+        _valid_id(parsed.get("id"))
+        and isinstance(seq, int)
+        and seq > after_seq
+        and role in _ROLES
+        and "content" in parsed
+        and isinstance(parsed.get("metadata"), dict)
+        and isinstance(tokens, int)
+        and created_at is not None
+    ):
+        return None
+    return Message(
+        message_id=parsed["id"],
+        seq=seq,
+        role=role,
+        content=parsed["content"],
+        metadata=parsed["metadata"],
+        token_estimate=tokens,
+        created_at=created_at,
+    )
+
+
+def _foreign_message(
+    parsed: Any, raw: str, index: int, aligned: list | None, now: datetime
+) -> Message:
+    """A zeitlich message: whatever object its app stored, mapped as well as it goes."""
+    body = parsed if isinstance(parsed, dict) else {}
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    role = body.get("role")
+    if role not in _ROLES:
+        role = _FOREIGN_ROLES.get(body.get("role") or body.get("type"))
+    content = body["content"] if "content" in body else data.get("content")
+    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    if role is None or not isinstance(content, str | list):
+        metadata = {**metadata, "zeitlich_raw": raw}
+        role = role or Role.USER
+        content = content if isinstance(content, str | list) else raw
+    if _valid_id(body.get("id")):
+        message_id = body["id"]
+    elif aligned is not None and _valid_id(aligned[index]):
+        message_id = aligned[index]
+    else:
+        message_id = new_id("msg")
+    created = body.get("created_at")
+    created_at = (parse_datetime(created) if isinstance(created, str) else None) or now
+    return Message(
+        message_id=message_id,
+        seq=index + 1,
+        role=role,
+        content=content,
+        metadata=metadata,
+        token_estimate=estimate_tokens(content),
+        created_at=created_at,
+    )
