@@ -8,7 +8,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from tests.threads.conversation_helpers import append, events, say
+from tests.threads.conversation.helpers import append, events, say
 from threads.conversation.compaction import compaction_request, compaction_run
 from threads.conversation.queue import queue_enqueue
 from threads.models import Compaction, QueuedMessage, Thread

@@ -11,7 +11,7 @@ from django.utils import timezone
 from config.celery import app
 from tasks.tasks import warming_sweep_task
 from tests.conftest import assert_error
-from tests.threads.conversation_helpers import (
+from tests.threads.conversation.helpers import (
     append,
     events,
     in_other_connection,

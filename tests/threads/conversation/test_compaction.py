@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from tests.conftest import assert_error
-from tests.threads.conversation_helpers import (
+from tests.threads.conversation.helpers import (
     append,
     events,
     history,

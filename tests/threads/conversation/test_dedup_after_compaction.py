@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.threads.conversation_helpers import say
+from tests.threads.conversation.helpers import say
 from threads import history
 from threads.models import CompactedMessageId, Compaction, Message, Thread
 from threads.storage import cold
