@@ -70,6 +70,11 @@ class DependencyUnavailable(DomainError):
     message = "A dependency failed."
 
 
+class DatabaseUnavailable(DependencyUnavailable):
+    code = "database_unavailable"
+    message = "The database is unavailable; retry shortly."
+
+
 class ColdSnapshotCorrupt(DependencyUnavailable):
     code = "cold_snapshot_corrupt"
     message = "The thread's cold snapshot is missing or corrupt; the thread stays cold."

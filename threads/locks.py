@@ -21,11 +21,12 @@ registry, so the lock order stays in one module without an upward import.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.db import transaction
+from django.db import connection, transaction
 
 from common.errors import NotFound, ThreadArchived
 from threads.models import QueuedMessage, QueuedMessageStatus, Thread, ThreadStatus
@@ -94,6 +95,33 @@ def lock_thread(thread_id: str, *fields: str) -> Thread:
     if locked is None:
         raise NotFound("Thread not found.")
     return locked
+
+
+@functools.cache
+def _values_sql(vendor: str, columns: tuple[str, ...], by_tenant: bool) -> str:
+    qn = connection.ops.quote_name
+    meta = Thread._meta
+    selected = ", ".join(qn(meta.get_field(name).column) for name in columns)
+    where = f"{qn(meta.pk.column)} = %s"
+    if by_tenant:
+        where += f" AND {qn(meta.get_field('tenant').column)} = %s"
+    lock = ""
+    if connection.features.has_select_for_update:
+        lock = " " + connection.ops.for_update_sql(no_key=True)
+    return f"SELECT {selected} FROM {qn(meta.db_table)} WHERE {where}{lock}"
+
+
+def lock_thread_values(
+    thread_id: str, columns: tuple[str, ...], *, tenant_id: str | None = None
+) -> tuple | None:
+    """`columns` of the thread under its row lock, as a tuple, or None when there is no such
+    thread (of `tenant_id`, when given). Fixed SQL and no model instance: the append's hot
+    path (threads.history)."""
+    _take(THREAD)
+    sql = _values_sql(connection.vendor, columns, tenant_id is not None)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [thread_id] if tenant_id is None else [thread_id, tenant_id])
+        return cursor.fetchone()
 
 
 # What session and handoff writes read from their thread.

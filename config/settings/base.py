@@ -72,8 +72,11 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'threadline.sqlite3'}")
+# Persistent connections without CONN_HEALTH_CHECKS: its SELECT 1 was a round trip on every
+# request. A connection a database restart broke fails the one request that finds it (503
+# database_unavailable, common/api/exceptions.py) and is closed after it.
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=False)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: web, worker and beat share one file. WAL lets readers run beside
@@ -128,6 +131,9 @@ MAX_BATCH_MESSAGES = 1000
 MAX_PAGE_SIZE = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)
+# How long a process trusts an API key it has looked up (0: look it up on every request).
+# A revoked key keeps working in other processes for at most this long.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0)
 
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

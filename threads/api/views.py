@@ -301,17 +301,29 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     )
     @action(detail=True, methods=["get", "post", "put"])
     def messages(self, request: Request, pk: str) -> Response:
+        if request.method == "POST":
+            return self._append(request, pk)
         thread = self.get_object()
         if request.method == "GET":
             return self._list_messages(request, thread)
-        if request.method == "PUT":
-            data = validated(MessageReplaceSerializer, request.data)
-            result = history.messages_replace(thread=thread, messages=data["messages"])
-            return Response(AppendResultSerializer(result).data)
+        data = validated(MessageReplaceSerializer, request.data)
+        result = history.messages_replace(thread=thread, messages=data["messages"])
+        return Response(AppendResultSerializer(result).data)
+
+    def _append(self, request: Request, pk: str) -> Response:
         data = validated(MessageBatchSerializer, request.data)
+        # No get_object(): the append locks the row filtered by this tenant (another
+        # tenant's thread is a 404 there), which saves a read of the whole row per append.
+        thread = Thread(pk=pk, tenant_id=self.tenant.pk)
         result = history.messages_append(thread=thread, messages=data["messages"])
         code = status.HTTP_201_CREATED if result.appended else status.HTTP_200_OK
-        return Response(AppendResultSerializer(result).data, status=code)
+        body = {
+            "appended": result.appended,
+            "duplicates": result.duplicates,
+            "messages": result.messages,  # [{id, seq}], as AppendResultSerializer describes
+            "last_seq": result.last_seq,
+        }
+        return Response(body, status=code)
 
     def _list_messages(self, request: Request, thread: Thread) -> HttpResponse:
         # The cursor (a `next`) wins over after_seq; a bad value is blamed on the one used.
