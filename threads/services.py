@@ -49,14 +49,14 @@ _WARMING = {"enabled", "interval_s", "max_idle_warms"}
 def thread_create(
     *, tenant: Tenant, project_id: str, title: str = "", metadata: dict | None = None
 ) -> Thread:
-    project = Project.objects.filter(tenant=tenant, pk=project_id).first()
-    if project is None:
+    # Only whether the tenant has it: no model instance, no ORDER BY (first() adds one).
+    if not Project.objects.filter(tenant=tenant, pk=project_id).order_by().exists():
         raise NotFound("Project not found.", field="project", id=project_id)
     with transaction.atomic():
         thread = Thread.objects.create(
-            tenant=tenant, project=project, title=title, metadata=metadata or {}
+            tenant=tenant, project_id=project_id, title=title, metadata=metadata or {}
         )
-        thread_event(thread, events.THREAD_CREATED, project=project.id)
+        thread_event(thread, events.THREAD_CREATED, project=project_id)
     return thread
 
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
+from common.api.serializers import representer
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
 from threads import history, selectors, services, tenancy
@@ -102,13 +103,28 @@ def parse_if_match(header: str | None) -> int | None:
     return int(value)
 
 
+_thread_representation = representer(ThreadSerializer)
+
+
 def thread_response(thread: Thread, status_code: int = 200) -> Response:
     return Response(
-        ThreadSerializer(thread).data, status=status_code, headers={"ETag": f'"{thread.version}"'}
+        _thread_representation(thread),
+        status=status_code,
+        headers={"ETag": f'"{thread.version}"'},
     )
 
 
 THREAD = {200: ThreadSerializer}
+# What the message endpoints read of the thread before calling the history services.
+HISTORY_CALL_COLUMNS = (
+    "id",
+    "tenant_id",
+    "status",
+    "tier",
+    "history_version",
+    "message_count",
+    "last_flushed_at",
+)
 FIELDS_PARAM = OpenApiParameter(
     "fields", str, description="Comma-separated fields to return, e.g. `id,title,status`."
 )
@@ -163,6 +179,9 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def scope_queryset(self, queryset):
         if self.action == "list":
             queryset = queryset.filter(selectors.metadata_filter(self.request.query_params))
+        if self.action in ("messages", "truncate"):
+            # History calls need the tier and versions only (writes re-read under the lock).
+            return queryset.only(*HISTORY_CALL_COLUMNS)
         # The state slice (up to MAX_STATE_BYTES of JSON) is only read by its own endpoint;
         # services that need it re-read the row under their lock.
         return queryset if self.action == "state" else queryset.defer("state")

@@ -208,9 +208,9 @@ def page(*, thread, after_seq: int, limit: int) -> tuple[list[bytes], int | None
         pipe = client.pipeline(transaction=True)
         pipe.hmget(meta, "hv", "n")
         pipe.zcard(messages)
-        pipe.zrangebyscore(
-            messages, f"({after_seq}", "+inf", start=0, num=limit + 1, withscores=True
-        )
+        # No scores: they would double what is parsed; the cursor is read from the last
+        # member of the page instead.
+        pipe.zrangebyscore(messages, f"({after_seq}", "+inf", start=0, num=limit + 1)
         for key in (meta, messages, state):
             pipe.expire(key, ttl)
         return pipe.execute()
@@ -221,9 +221,10 @@ def page(*, thread, after_seq: int, limit: int) -> tuple[list[bytes], int | None
     (hv, n), card, rows = result[0], result[1], result[2]
     if hv is None or n is None or int(hv) != thread.history_version or int(n) != card:
         return None
-    more = len(rows) > limit
+    if len(rows) <= limit:
+        return rows, None
     rows = rows[:limit]
-    return [member for member, _ in rows], (int(rows[-1][1]) if more else None)
+    return rows, json.loads(rows[-1])["seq"]
 
 
 def state_get(*, thread) -> tuple[bool, Any]:
