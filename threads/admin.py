@@ -10,7 +10,6 @@ events and keeps the same guards: a form save writes only the fields the operato
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
 
@@ -24,15 +23,17 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from common.admin import NoCountPaginator, PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import (
+    NoCountPaginator,
+    PrefixedIdSearchMixin,
+    ReadOnlyAdmin,
+    apply_each,
+    tally_each,
+)
 from common.errors import DomainError
 from threads import events, services
 from threads.models import ApiKey, Event, Message, Project, Tenant, Thread
 from threads.storage import tiers
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _changelist_url(model: type, **params: str) -> str:
@@ -172,17 +173,16 @@ class ApiKeyAdmin(ShowsSecretOnceMixin, PrefixedIdSearchMixin, admin.ModelAdmin)
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        revoked = already = 0
-        for api_key in queryset.iterator():
-            if api_key.revoked_at is not None:
-                already += 1
-                continue
-            services.api_key_revoke(api_key=api_key)
-            revoked += 1
-        text = f"Revoked {_plural(revoked, 'API key')}."
-        if already:
-            text += f" {already} already revoked."
-        self.message_user(request, text, messages.SUCCESS)
+        apply_each(
+            self, request, queryset, _revoke, done="Revoked", noun="API key", already="revoked"
+        )
+
+
+def _revoke(api_key: ApiKey) -> bool:
+    if api_key.revoked_at is not None:
+        return False
+    services.api_key_revoke(api_key=api_key)
+    return True
 
 
 # --- Projects --------------------------------------------------------------------------
@@ -376,87 +376,62 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
             raise PermissionDenied(exc.message) from exc
 
     def delete_queryset(self, request, queryset):
-        refused = Counter()
-        for thread in queryset.iterator():
-            try:
-                services.thread_delete(thread=thread)
-            except DomainError as exc:
-                refused[exc.code] += 1
-        if refused:
-            summary = ", ".join(f"{count} {code}" for code, count in sorted(refused.items()))
+        # Django's delete_selected reports the deletions; this reports the refusals.
+        refused = tally_each(queryset, lambda thread: services.thread_delete(thread=thread))
+        if refused.failures:
+            failures = sorted(refused.failures.items())
+            summary = ", ".join(f"{count} {code}" for code, count in failures)
             self.message_user(request, f"Not deleted: {summary}.", messages.ERROR)
-
-    def _apply(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[Thread],
-        service: Callable[..., Thread],
-        verb: str,
-    ) -> None:
-        """Run `service` on each selected thread; report what changed and what failed."""
-        changed = unchanged = 0
-        failures: Counter[str] = Counter()
-        for thread in queryset.iterator():
-            version = thread.version
-            try:
-                thread = service(thread=thread)
-            except DomainError as exc:
-                failures[exc.code] += 1
-                continue
-            if thread.version != version:
-                changed += 1
-            else:
-                unchanged += 1
-        text = f"{verb} {_plural(changed, 'thread')}."
-        if unchanged:
-            text += f" {unchanged} already {verb.lower()}."
-        if failures:
-            reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
-            text += f" {_plural(sum(failures.values()), 'failure')} ({reasons})."
-        self.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
 
     @admin.action(description="Archive selected threads (read-only afterwards)")
     def archive(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-        self._apply(request, queryset, services.thread_archive, "Archived")
+        action = _changed_by(services.thread_archive)
+        apply_each(
+            self, request, queryset, action, done="Archived", noun="thread", already="archived"
+        )
 
     @admin.action(description="Close selected conversations")
     def close(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-        self._apply(request, queryset, services.thread_close, "Closed")
+        action = _changed_by(services.thread_close)
+        apply_each(self, request, queryset, action, done="Closed", noun="thread", already="closed")
 
     @admin.action(description="Re-open selected conversations")
     def open(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-        self._apply(request, queryset, services.thread_open, "Opened")
-
-    def _apply_tier(self, request, queryset, service, tier: str, verb: str) -> None:
-        """Like _apply, for the tier moves (which leave `version` alone)."""
-        moved = already = 0
-        failures: Counter[str] = Counter()
-        for thread in queryset.iterator():
-            if thread.tier == tier:
-                already += 1
-                continue
-            try:
-                service(thread=thread)
-            except DomainError as exc:
-                failures[exc.code] += 1
-                continue
-            moved += 1
-        text = f"{verb} {_plural(moved, 'thread')}."
-        if already:
-            text += f" {already} already {tier}."
-        if failures:
-            reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
-            failed = _plural(sum(failures.values()), "failure")
-            text += f" {failed} ({reasons}); those stay as they were."
-        self.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
+        action = _changed_by(services.thread_open)
+        apply_each(self, request, queryset, action, done="Opened", noun="thread", already="opened")
 
     @admin.action(description="Flush selected threads to cold storage")
     def flush(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-        self._apply_tier(request, queryset, tiers.thread_flush, "cold", "Flushed")
+        action = _moved_to("cold", tiers.thread_flush)
+        apply_each(self, request, queryset, action, done="Flushed", noun="thread", already="cold")
 
     @admin.action(description="Hydrate selected threads from cold storage")
     def hydrate(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-        self._apply_tier(request, queryset, tiers.thread_hydrate, "hot", "Hydrated")
+        action = _moved_to("hot", tiers.thread_hydrate)
+        apply_each(self, request, queryset, action, done="Hydrated", noun="thread", already="hot")
+
+
+def _changed_by(service: Callable[..., Thread]) -> Callable[[Thread], bool]:
+    """The service as an action that tells whether it changed the thread: a transition that
+    had nothing to do leaves `version` as it was."""
+
+    def run(thread: Thread) -> bool:
+        version = thread.version  # the service refreshes this very instance
+        return service(thread=thread).version != version
+
+    return run
+
+
+def _moved_to(tier: str, service: Callable[..., Thread]) -> Callable[[Thread], bool]:
+    """The tier move as an action; a move leaves `version` alone, so ask the tier first."""
+
+    def run(thread: Thread) -> bool:
+        if thread.tier == tier:
+            return False
+        service(thread=thread)
+        return True
+
+    return run
 
 
 # --- Messages and events: read-only, huge ---------------------------------------------

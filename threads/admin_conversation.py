@@ -7,9 +7,7 @@ same services as the API) and a warming column on the thread list.
 
 from __future__ import annotations
 
-from collections import Counter
-
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -19,25 +17,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
 from common.errors import DomainError
 from threads.conversation import compaction, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
 
 ORIGINALS_SHOWN = 1000
 WARM_NOW_MAX = 25
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _report(modeladmin, request, done: str, failures: Counter[str]) -> None:
-    text = done
-    if failures:
-        reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
-        text += f" {_plural(sum(failures.values()), 'failure')} ({reasons})."
-    modeladmin.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
 
 
 # --- Compactions -----------------------------------------------------------------------
@@ -128,13 +114,15 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected queued messages")
     def cancel(self, request: HttpRequest, queryset: QuerySet[QueuedMessage]) -> None:
-        cancelled, failures = 0, Counter()
-        for item in queryset.select_related("thread").iterator():
-            try:
-                cancelled += queue.queue_cancel(thread=item.thread, item_id=item.pk)
-            except DomainError as exc:
-                failures[exc.code] += 1
-        _report(self, request, f"Cancelled {_plural(cancelled, 'queued message')}.", failures)
+        apply_each(
+            self,
+            request,
+            queryset.select_related("thread"),
+            # False for an item already delivered or cancelled: not counted, not a failure.
+            lambda item: queue.queue_cancel(thread=item.thread, item_id=item.pk),
+            done="Cancelled",
+            noun="queued message",
+        )
 
 
 # --- Thread admin: actions and the warming column --------------------------------------
@@ -142,35 +130,29 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
 @admin.action(description="Compact now (in the background)")
 def compact_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    queued, failures = 0, Counter()
-    for thread in queryset.iterator():
-        try:
-            compaction.compaction_request(thread=thread)
-        except DomainError as exc:
-            failures[exc.code] += 1
-            continue
-        queued += 1
-    _report(modeladmin, request, f"Queued {_plural(queued, 'compaction')}.", failures)
+    def queue_compaction(thread: Thread) -> None:
+        compaction.compaction_request(thread=thread)
+
+    apply_each(modeladmin, request, queryset, queue_compaction, done="Queued", noun="compaction")
 
 
 @admin.action(description="Warm the prompt cache now")
 def warm_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    warmed, failures, cache = 0, Counter(), []
     threads = list(queryset[: WARM_NOW_MAX + 1])
-    for thread in threads[:WARM_NOW_MAX]:
-        try:
-            result = warming.warm_now(thread=thread)
-        except DomainError as exc:
-            failures[exc.code] += 1
-            continue
-        warmed += 1
-        cache.append(result.cache_pct)
-    text = f"Warmed {_plural(warmed, 'thread')}."
-    if cache:
-        text += f" Cache hit {round(sum(cache) / len(cache))}% on average."
-    if len(threads) > WARM_NOW_MAX:
-        text += f" Only the first {WARM_NOW_MAX} selected were warmed."
-    _report(modeladmin, request, text, failures)
+    cache: list[int] = []
+
+    def warm(thread: Thread) -> None:
+        cache.append(warming.warm_now(thread=thread).cache_pct)
+
+    def note() -> str:
+        notes = [f"Cache hit {round(sum(cache) / len(cache))}% on average."] if cache else []
+        if len(threads) > WARM_NOW_MAX:
+            notes.append(f"Only the first {WARM_NOW_MAX} selected were warmed.")
+        return " ".join(notes)
+
+    apply_each(
+        modeladmin, request, threads[:WARM_NOW_MAX], warm, done="Warmed", noun="thread", note=note
+    )
 
 
 @admin.display(description="Warming")
