@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, change_link
 from handoffs.models import Handoff
-from sessions_app.admin import actor_text, change_link
+from sessions_app.admin import actor_text
 from sessions_app.models import Session, SubSession, Workspace
 
 

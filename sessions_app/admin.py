@@ -8,33 +8,24 @@ recover lock) that record the same events as the API.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.db.models.fields.json import KT
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
+from common.admin import (
+    PrefixedIdSearchMixin,
+    ReadOnlyAdmin,
+    apply_each,
+    change_link,
+    changelist_link,
+)
 from common.errors import DomainError
 from handoffs.models import Handoff
 from sessions_app import services
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
-
-
-def change_link(model: type, pk: str | None, text: str | None = None) -> str:
-    if not pk:
-        return "—"
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
-    return format_html('<a href="{}">{}</a>', url, text or pk)
-
-
-def changelist_link(model: type, text: str, **params: str) -> str:
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), text)
 
 
 def actor_text(actor: dict | None) -> str:

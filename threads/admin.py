@@ -11,7 +11,6 @@ events and keeps the same guards: a form save writes only the fields the operato
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,17 +27,13 @@ from common.admin import (
     PrefixedIdSearchMixin,
     ReadOnlyAdmin,
     apply_each,
+    changelist_url,
     tally_each,
 )
 from common.errors import DomainError
 from threads import events, services
 from threads.models import ApiKey, Event, Message, Project, Tenant, Thread
 from threads.storage import tiers
-
-
-def _changelist_url(model: type, **params: str) -> str:
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    return f"{url}?{urlencode(params)}" if params else url
 
 
 def _adopt(obj, created) -> None:
@@ -98,10 +93,10 @@ class TenantAdmin(ShowsSecretOnceMixin, PrefixedIdSearchMixin, admin.ModelAdmin)
     @admin.display(description="Related")
     def related(self, tenant: Tenant) -> str:
         links = (
-            (_changelist_url(ApiKey, tenant__id__exact=tenant.pk), "API keys"),
-            (_changelist_url(Project, tenant__id__exact=tenant.pk), "projects"),
-            (_changelist_url(Thread, tenant__id__exact=tenant.pk), "threads"),
-            (_changelist_url(Event, tenant__id__exact=tenant.pk), "events"),
+            (changelist_url(ApiKey, tenant__id__exact=tenant.pk), "API keys"),
+            (changelist_url(Project, tenant__id__exact=tenant.pk), "projects"),
+            (changelist_url(Thread, tenant__id__exact=tenant.pk), "threads"),
+            (changelist_url(Event, tenant__id__exact=tenant.pk), "events"),
         )
         return format_html_join(" · ", '<a href="{}">{}</a>', links)
 
@@ -332,8 +327,8 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
     def related(self, thread: Thread) -> str:
         return format_html(
             '<a href="{}">messages</a> · <a href="{}">events</a>',
-            _changelist_url(Message, thread__id__exact=thread.pk),
-            _changelist_url(Event, tenant__id__exact=thread.tenant_id, thread_id=thread.pk),
+            changelist_url(Message, thread__id__exact=thread.pk),
+            changelist_url(Event, tenant__id__exact=thread.tenant_id, thread_id=thread.pk),
         )
 
     def save_model(self, request, obj, form, change):
