@@ -22,7 +22,6 @@ from common.admin import (
     changelist_link,
 )
 from common.errors import DomainError
-from handoffs.models import Handoff
 from sessions_app import services
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
@@ -80,9 +79,7 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     @admin.display(description="Related")
     def related(self, session: Session) -> str:
         links = [
-            changelist_link(SubSession, "children", parent__id__exact=session.pk),
-            changelist_link(SubSession, "parent edge", child__id__exact=session.pk),
-            changelist_link(Handoff, "handoffs out", source_session__id__exact=session.pk),
+            *self.lineage_links(session),
             changelist_link(Summary, "summary", session__id__exact=session.pk),
             changelist_link(
                 Event, "events", tenant__id__exact=session.tenant_id, session_id=session.pk
@@ -91,6 +88,14 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         if session.workspace_id:
             links.append(change_link(Workspace, session.workspace_id, "workspace"))
         return format_html_join(" · ", "{}", ((link,) for link in links))
+
+    def lineage_links(self, session: Session) -> list[str]:
+        """Where the session's work came from and went. handoffs/admin.py adds the handoffs it
+        sent, by extending this admin: sessions_app does not import the app above it."""
+        return [
+            changelist_link(SubSession, "children", parent__id__exact=session.pk),
+            changelist_link(SubSession, "parent edge", child__id__exact=session.pk),
+        ]
 
     @admin.action(description="Fail selected sessions")
     def fail(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
