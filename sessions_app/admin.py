@@ -1,6 +1,6 @@
 """The operator's admin for sessions, sub-sessions, summaries and workspaces.
 
-Built for big tables like threads/admin.py: links by id instead of joins, raw id widgets,
+Built for big tables like threads/admin/: links by id instead of joins, raw id widgets,
 prefixed-id search as one indexed equality, no COUNT(*). Nothing is edited in place: the
 state of a session changes only through the services, here through actions (fail, archive,
 recover lock) that record the same events as the API.

@@ -1,9 +1,6 @@
-"""The operator's admin for compaction, cache warming and the steering queue.
-
-Imported at the end of threads/admin.py. Besides the Compaction and QueuedMessage admins it
-extends the Thread admin registered there: the actions "compact now" and "warm now" (the
-same services as the API) and a warming column on the thread list.
-"""
+"""The admin of the conversation: compaction history, the steering queue, and what the thread
+list shows of them (threads.py lists these actions and the column): "compact now" and "warm
+now", through the same services as the API, and the warming state."""
 
 from __future__ import annotations
 
@@ -31,7 +28,8 @@ WARM_NOW_MAX = 25
 
 @admin.register(Compaction)
 class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
-    """The compaction history, read-only: rows change only through threads/compaction.py."""
+    """The compaction history, read-only: rows change only through
+    threads/conversation/compaction.py."""
 
     list_display = (
         "id",
@@ -125,7 +123,7 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         )
 
 
-# --- Thread admin: actions and the warming column --------------------------------------
+# --- On the thread list: actions and the warming column ------------------------------
 
 
 @admin.action(description="Compact now (in the background)")
@@ -165,18 +163,3 @@ def warming_column(thread: Thread) -> str:
     if thread.last_cache_pct is not None:
         parts.append(f"cache {thread.last_cache_pct}%")
     return " · ".join(parts)
-
-
-def _extend_thread_admin() -> None:
-    thread_admin = admin.site._registry.get(Thread)
-    if thread_admin is None:
-        return
-    cls = type(thread_admin)
-    actions = tuple(cls.actions or ())
-    if compact_now not in actions:
-        cls.actions = (*actions, compact_now, warm_now)
-    if warming_column not in cls.list_display:
-        cls.list_display = (*cls.list_display, warming_column)
-
-
-_extend_thread_admin()
