@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from common.errors import DomainError
 
 PREFIXED_ID = re.compile(r"([a-z]{3})_[0-9a-z]{1,64}")
+
+T = TypeVar("T")
 
 
 class NoCountPaginator(Paginator):
@@ -72,6 +84,24 @@ class PrefixedIdSearchMixin:
         return super().get_search_results(request, queryset, search_term)
 
 
+def changelist_url(model: type, **params: str) -> str:
+    """The admin list of `model`, filtered by `params` (a link costs no query, a count would)."""
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def changelist_link(model: type, text: str, **params: str) -> str:
+    return format_html('<a href="{}">{}</a>', changelist_url(model, **params), text)
+
+
+def change_link(model: type, pk: str | None, text: str | None = None) -> str:
+    """A link to one row's admin page by its id: no join to fetch the row itself."""
+    if not pk:
+        return "—"
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text or pk)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Viewable, never written from the admin: rows change only through services (whose
     actions, where a model has them, are the admin's only way to change it)."""
@@ -87,3 +117,69 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- Actions: one service call per selected object -------------------------------------
+
+
+@dataclass
+class Tally:
+    """What an action did to the objects it was given."""
+
+    done: int = 0
+    unchanged: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+def tally_each(objects: Iterable[T], action: Callable[[T], object]) -> Tally:
+    """Call `action` on every object, whatever the others did. It returns False when there
+    was nothing to do (the object was already so); a DomainError counts under its code;
+    anything else is done. A queryset is streamed (.iterator()), not loaded whole."""
+    tally = Tally()
+    for obj in objects.iterator() if isinstance(objects, QuerySet) else objects:
+        try:
+            result = action(obj)
+        except DomainError as exc:
+            tally.failures[exc.code] += 1
+            continue
+        if result is False:
+            tally.unchanged += 1
+        else:
+            tally.done += 1
+    return tally
+
+
+def apply_each(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    objects: Iterable[T],
+    action: Callable[[T], object],
+    *,
+    done: str,
+    noun: str,
+    already: str | None = None,
+    note: Callable[[], str] | None = None,
+) -> None:
+    """Run an admin action's service on each selected object (see tally_each) and report in
+    one message, the same way for every action, so that one refusal neither hides nor stops
+    the rest: "Closed 2 threads. 1 already closed. 1 failure (thread_archived: 1)."
+
+    `done` is the verb and `noun` the singular of what it counts; `already` names the state
+    of the unchanged objects (they go unsaid without it); `note` adds a sentence once the
+    loop has run (an average over the results, say). It warns when anything failed.
+    """
+    tally = tally_each(objects, action)
+    parts = [f"{done} {_plural(tally.done, noun)}."]
+    if already and tally.unchanged:
+        parts.append(f"{tally.unchanged} already {already}.")
+    if note and (text := note()):
+        parts.append(text)
+    if tally.failures:
+        reasons = ", ".join(f"{code}: {n}" for code, n in sorted(tally.failures.items()))
+        parts.append(f"{_plural(tally.failures.total(), 'failure')} ({reasons}).")
+    level = messages.WARNING if tally.failures else messages.SUCCESS
+    modeladmin.message_user(request, " ".join(parts), level)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -1,13 +1,14 @@
-"""Handoffs in the admin: read-only, linked to their source and recipient sessions."""
+"""Handoffs in the admin: read-only, linked to their source and recipient sessions, and
+listed from each session's page (the sessions admin, extended here)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.utils.html import format_html
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, change_link, changelist_link
 from handoffs.models import Handoff
-from sessions_app.admin import actor_text, change_link
+from sessions_app.admin import SessionAdmin, actor_text
 from sessions_app.models import Session, SubSession, Workspace
 
 
@@ -58,3 +59,14 @@ class HandoffAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
             change_link(SubSession, handoff.subsession_id),
             change_link(Workspace, handoff.workspace_id),
         )
+
+
+# Registered again with the handoffs it sent, since sessions_app may not import handoffs.
+admin.site.unregister(Session)
+
+
+@admin.register(Session)
+class SessionWithHandoffsAdmin(SessionAdmin):
+    def lineage_links(self, session: Session) -> list[str]:
+        out = changelist_link(Handoff, "handoffs out", source_session__id__exact=session.pk)
+        return [*super().lineage_links(session), out]

@@ -1,6 +1,6 @@
 """The operator's admin for sessions, sub-sessions, summaries and workspaces.
 
-Built for big tables like threads/admin.py: links by id instead of joins, raw id widgets,
+Built for big tables like threads/admin/: links by id instead of joins, raw id widgets,
 prefixed-id search as one indexed equality, no COUNT(*). Nothing is edited in place: the
 state of a session changes only through the services, here through actions (fail, archive,
 recover lock) that record the same events as the API.
@@ -8,35 +8,23 @@ recover lock) that record the same events as the API.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-from urllib.parse import urlencode
-
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.db.models.fields.json import KT
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import (
+    PrefixedIdSearchMixin,
+    ReadOnlyAdmin,
+    apply_each,
+    change_link,
+    changelist_link,
+)
 from common.errors import DomainError
-from handoffs.models import Handoff
 from sessions_app import services
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
-
-
-def change_link(model: type, pk: str | None, text: str | None = None) -> str:
-    if not pk:
-        return "—"
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
-    return format_html('<a href="{}">{}</a>', url, text or pk)
-
-
-def changelist_link(model: type, text: str, **params: str) -> str:
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), text)
 
 
 def actor_text(actor: dict | None) -> str:
@@ -91,9 +79,7 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     @admin.display(description="Related")
     def related(self, session: Session) -> str:
         links = [
-            changelist_link(SubSession, "children", parent__id__exact=session.pk),
-            changelist_link(SubSession, "parent edge", child__id__exact=session.pk),
-            changelist_link(Handoff, "handoffs out", source_session__id__exact=session.pk),
+            *self.lineage_links(session),
             changelist_link(Summary, "summary", session__id__exact=session.pk),
             changelist_link(
                 Event, "events", tenant__id__exact=session.tenant_id, session_id=session.pk
@@ -103,53 +89,48 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
             links.append(change_link(Workspace, session.workspace_id, "workspace"))
         return format_html_join(" · ", "{}", ((link,) for link in links))
 
-    def _apply(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[Session],
-        service: Callable[..., object],
-        verb: str,
-    ) -> None:
-        """Run `service` on each selected session; report what changed and what failed."""
-        done = 0
-        failures: Counter[str] = Counter()
-        for session in queryset.iterator():
-            try:
-                result = service(session=session)
-            except DomainError as exc:
-                failures[exc.code] += 1
-                continue
-            if result is not False:
-                done += 1
-            else:
-                failures["not_locked_or_lease_live"] += 1
-        text = f"{verb} {done} session{'' if done == 1 else 's'}."
-        if failures:
-            reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
-            text += f" Not done: {sum(failures.values())} ({reasons})."
-        self.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
+    def lineage_links(self, session: Session) -> list[str]:
+        """Where the session's work came from and went. handoffs/admin.py adds the handoffs it
+        sent, by extending this admin: sessions_app does not import the app above it."""
+        return [
+            changelist_link(SubSession, "children", parent__id__exact=session.pk),
+            changelist_link(SubSession, "parent edge", child__id__exact=session.pk),
+        ]
 
     @admin.action(description="Fail selected sessions")
     def fail(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        self._apply(
-            request,
-            queryset,
-            lambda session: services.session_fail(session=session, reason="failed by operator"),
-            "Failed",
-        )
+        apply_each(self, request, queryset, _fail, done="Failed", noun="session")
 
     @admin.action(description="Archive selected sessions (disposes their workspaces)")
     def archive(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        self._apply(request, queryset, services.session_archive, "Archived")
+        apply_each(self, request, queryset, _archive, done="Archived", noun="session")
 
     @admin.action(description="Recover the lock of selected sessions (even if its lease is live)")
     def recover_lock(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        self._apply(
-            request,
-            queryset,
-            lambda session: services.session_lock_recover(session=session, force=True),
-            "Recovered the lock of",
+        apply_each(
+            self, request, queryset, _recover_lock, done="Recovered the lock of", noun="session"
         )
+
+
+class LockNotRecovered(DomainError):
+    """session_lock_recover answers False rather than raising; the admin counts that as this
+    failure."""
+
+    code = "not_locked_or_lease_live"
+    message = "The session is not locked (or its lease is still live)."
+
+
+def _fail(session: Session) -> Session:
+    return services.session_fail(session=session, reason="failed by operator")
+
+
+def _archive(session: Session) -> Session:
+    return services.session_archive(session=session)
+
+
+def _recover_lock(session: Session) -> None:
+    if not services.session_lock_recover(session=session, force=True):
+        raise LockNotRecovered(session=session.pk)
 
 
 @admin.register(SubSession)

@@ -48,6 +48,7 @@ def test_a_session_page_links_to_its_relatives(admin_client, session):
     page = response.content.decode()
     assert f"parent__id__exact={session.pk}" in page
     assert "handoffs out" in page
+    assert f"/admin/handoffs/handoff/?source_session__id__exact={session.pk}" in page
     assert admin_client.get(changelist("sessions_app_session"), {"q": child.pk}).status_code == 200
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from threads import events
-from threads.admin import EventKindFilter
+from threads.admin.trail import EventKindFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOMS = ("common", "threads", "sessions_app", "handoffs", "tasks")

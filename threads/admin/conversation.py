@@ -1,15 +1,10 @@
-"""The operator's admin for compaction, cache warming and the steering queue.
-
-Imported at the end of threads/admin.py. Besides the Compaction and QueuedMessage admins it
-extends the Thread admin registered there: the actions "compact now" and "warm now" (the
-same services as the API) and a warming column on the thread list.
-"""
+"""The admin of the conversation: compaction history, the steering queue, and what the thread
+list shows of them (threads.py lists these actions and the column): "compact now" and "warm
+now", through the same services as the API, and the warming state."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -19,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
+from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
 from common.errors import DomainError
 from threads.conversation import compaction, prompt, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
@@ -28,24 +23,13 @@ ORIGINALS_SHOWN = 1000
 WARM_NOW_MAX = 25
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _report(modeladmin, request, done: str, failures: Counter[str]) -> None:
-    text = done
-    if failures:
-        reasons = ", ".join(f"{code}: {count}" for code, count in sorted(failures.items()))
-        text += f" {_plural(sum(failures.values()), 'failure')} ({reasons})."
-    modeladmin.message_user(request, text, messages.WARNING if failures else messages.SUCCESS)
-
-
 # --- Compactions -----------------------------------------------------------------------
 
 
 @admin.register(Compaction)
 class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
-    """The compaction history, read-only: rows change only through threads/compaction.py."""
+    """The compaction history, read-only: rows change only through
+    threads/conversation/compaction.py."""
 
     list_display = (
         "id",
@@ -128,49 +112,45 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected queued messages")
     def cancel(self, request: HttpRequest, queryset: QuerySet[QueuedMessage]) -> None:
-        cancelled, failures = 0, Counter()
-        for item in queryset.select_related("thread").iterator():
-            try:
-                cancelled += queue.queue_cancel(thread=item.thread, item_id=item.pk)
-            except DomainError as exc:
-                failures[exc.code] += 1
-        _report(self, request, f"Cancelled {_plural(cancelled, 'queued message')}.", failures)
+        apply_each(
+            self,
+            request,
+            queryset.select_related("thread"),
+            # False for an item already delivered or cancelled: not counted, not a failure.
+            lambda item: queue.queue_cancel(thread=item.thread, item_id=item.pk),
+            done="Cancelled",
+            noun="queued message",
+        )
 
 
-# --- Thread admin: actions and the warming column --------------------------------------
+# --- On the thread list: actions and the warming column ------------------------------
 
 
 @admin.action(description="Compact now (in the background)")
 def compact_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    queued, failures = 0, Counter()
-    for thread in queryset.iterator():
-        try:
-            compaction.compaction_request(thread=thread)
-        except DomainError as exc:
-            failures[exc.code] += 1
-            continue
-        queued += 1
-    _report(modeladmin, request, f"Queued {_plural(queued, 'compaction')}.", failures)
+    def queue_compaction(thread: Thread) -> None:
+        compaction.compaction_request(thread=thread)
+
+    apply_each(modeladmin, request, queryset, queue_compaction, done="Queued", noun="compaction")
 
 
 @admin.action(description="Warm the prompt cache now")
 def warm_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    warmed, failures, cache = 0, Counter(), []
     threads = list(queryset[: WARM_NOW_MAX + 1])
-    for thread in threads[:WARM_NOW_MAX]:
-        try:
-            result = warming.warm_now(thread=thread)
-        except DomainError as exc:
-            failures[exc.code] += 1
-            continue
-        warmed += 1
-        cache.append(result.cache_pct)
-    text = f"Warmed {_plural(warmed, 'thread')}."
-    if cache:
-        text += f" Cache hit {round(sum(cache) / len(cache))}% on average."
-    if len(threads) > WARM_NOW_MAX:
-        text += f" Only the first {WARM_NOW_MAX} selected were warmed."
-    _report(modeladmin, request, text, failures)
+    cache: list[int] = []
+
+    def warm(thread: Thread) -> None:
+        cache.append(warming.warm_now(thread=thread).cache_pct)
+
+    def note() -> str:
+        notes = [f"Cache hit {round(sum(cache) / len(cache))}% on average."] if cache else []
+        if len(threads) > WARM_NOW_MAX:
+            notes.append(f"Only the first {WARM_NOW_MAX} selected were warmed.")
+        return " ".join(notes)
+
+    apply_each(
+        modeladmin, request, threads[:WARM_NOW_MAX], warm, done="Warmed", noun="thread", note=note
+    )
 
 
 @admin.display(description="Warming")
@@ -183,18 +163,3 @@ def warming_column(thread: Thread) -> str:
     if thread.last_cache_pct is not None:
         parts.append(f"cache {thread.last_cache_pct}%")
     return " · ".join(parts)
-
-
-def _extend_thread_admin() -> None:
-    thread_admin = admin.site._registry.get(Thread)
-    if thread_admin is None:
-        return
-    cls = type(thread_admin)
-    actions = tuple(cls.actions or ())
-    if compact_now not in actions:
-        cls.actions = (*actions, compact_now, warm_now)
-    if warming_column not in cls.list_display:
-        cls.list_display = (*cls.list_display, warming_column)
-
-
-_extend_thread_admin()
