@@ -15,10 +15,12 @@ from threads.models import MESSAGE_COLUMNS, Event, Message
 METADATA_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
-def metadata_filter(params: dict[str, str]) -> Q:
+def metadata_filter(params: dict[str, str], *, vendor: str = "postgresql") -> Q:
     """`metadata.<key>=<value>` → the key equals the value, as a string or as JSON.
 
-    `?metadata.priority=1` matches both {"priority": "1"} and {"priority": 1}."""
+    `?metadata.priority=1` matches both {"priority": "1"} and {"priority": 1}. On PostgreSQL
+    each is a containment (`metadata @> {"priority": 1}`), served by the GIN index
+    thread_metadata_gin; elsewhere a key lookup (`metadata -> 'priority'`)."""
     condition = Q()
     for name, value in params.items():
         if not name.startswith("metadata."):
@@ -29,10 +31,7 @@ def metadata_filter(params: dict[str, str]) -> Q:
                 "Metadata filter keys are 1–64 letters, digits, '_', '-' or '.'.",
                 parameter=name,
             )
-        # The explicit __exact keeps a key named like a lookup (isnull, contains, regex, …)
-        # a key: without it `metadata__isnull` would be that lookup on the whole column.
-        lookup = f"metadata__{key}__exact"
-        match = Q(**{lookup: value})
+        candidates: list[Any] = [value]
         try:
             decoded = json.loads(value)
         except ValueError:
@@ -40,13 +39,24 @@ def metadata_filter(params: dict[str, str]) -> Q:
         else:
             # A number, true/false or null; not NaN or ±Infinity (json.loads reads "NaN",
             # "Infinity" and "1e400" as floats jsonb cannot hold: a database error, not a
-            # match). Such a value can only be stored as a string, which `match` covers.
+            # match). Such a value can only be stored as a string, which the first covers.
             if not isinstance(decoded, str | dict | list) and not (
                 isinstance(decoded, float) and not math.isfinite(decoded)
             ):
-                match |= Q(**{lookup: decoded})
+                candidates.append(decoded)
+        match = Q()
+        for candidate in candidates:
+            match |= _metadata_equals(key, candidate, vendor)
         condition &= match
     return condition
+
+
+def _metadata_equals(key: str, value: Any, vendor: str) -> Q:
+    if vendor == "postgresql":
+        return Q(metadata__contains={key: value})
+    # The explicit __exact keeps a key named like a lookup (isnull, contains, regex, …) a
+    # key: without it `metadata__isnull` would be that lookup on the whole column.
+    return Q(**{f"metadata__{key}__exact": value})
 
 
 def events_after(

@@ -169,6 +169,29 @@ def test_a_metadata_key_named_like_a_lookup_is_just_a_key(api, project, key):
     assert listed_ids(api.get(URL, {f"metadata.{key}": "("})) == [match.id]
 
 
+def test_a_metadata_key_of_digits_is_an_object_key_not_an_array_index(api, project):
+    year = make_thread(api, project, metadata={"2024": "x"})
+    make_thread(api, project, metadata={"2025": "x"})
+
+    assert listed_ids(api.get(URL, {"metadata.2024": "x"})) == [year.id]
+
+
+def test_the_metadata_filter_is_served_by_the_gin_index(api, project):
+    from django.db import connection
+
+    from threads.models import Thread
+    from threads.selectors import metadata_filter
+
+    make_thread(api, project, metadata={"customer": "acme"})
+    query = Thread.objects.filter(metadata_filter({"metadata.customer": "acme"}))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the plan show it
+        sql, params = query.query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "thread_metadata_gin" in plan, plan
+
+
 def test_a_bad_metadata_filter_key_is_a_validation_error(api, project):
     for key in ("metadata.", "metadata.a__b", "metadata.a b", "metadata." + "k" * 65):
         assert_error(api.get(URL, {key: "x"}), 400, "validation_error")

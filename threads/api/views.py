@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -178,7 +179,9 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     def scope_queryset(self, queryset):
         if self.action == "list":
-            queryset = queryset.filter(selectors.metadata_filter(self.request.query_params))
+            queryset = queryset.filter(
+                selectors.metadata_filter(self.request.query_params, vendor=connection.vendor)
+            )
         if self.action in ("messages", "truncate"):
             # History calls need the tier and versions only (writes re-read under the lock).
             return queryset.only(*HISTORY_CALL_COLUMNS)
