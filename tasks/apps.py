@@ -16,6 +16,7 @@ class TasksConfig(AppConfig):
         # Register the tasks in every process (web included), not only where a worker's
         # autodiscovery runs: services enqueue them by name (common.tasks).
         import tasks.tasks  # noqa: F401
+
         # After django_celery_beat's tables exist: post_migrate fires once per app, and the
         # `sender` filter keeps it to one call per migrate.
         post_migrate.connect(_register_schedules, sender=self, dispatch_uid="tasks.schedules")

@@ -19,6 +19,7 @@ from threads.conversation.backstop import compaction_backstop
 from threads.conversation.compaction import COMPACTION_RUN_TASK, RetryLater, compaction_run
 from threads.conversation.warming import SWEEP_BATCH, RetryWarm, warm_timer_run, warming_sweep
 from threads.models import Lifecycle, Thread
+from threads.storage.fill import HOT_CACHE_FILL_TASK, hot_cache_fill
 from threads.storage.sweep import flush_idle_batch, idle_cutoff
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,12 @@ def flush_idle_threads(
     if any(result.values()):
         logger.info("flush_idle_threads %s", result)
     return result
+
+
+@shared_task(name=HOT_CACHE_FILL_TASK, acks_late=True, ignore_result=True, soft_time_limit=120)
+def hot_cache_fill_task(thread_id: str) -> str:
+    """Fill a thread's Redis copy after a read missed it (threads/storage/fill.py)."""
+    return hot_cache_fill(thread_id=thread_id)
 
 
 # --- Sessions --------------------------------------------------------------------------

@@ -37,6 +37,11 @@ def message_json(*row: Any) -> str:
     return json.dumps(message_dict(*row), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+# What a token estimate stands for in bytes of a message's JSON (about: ~4 characters a
+# token; more for non-ASCII text). Page and cache size bounds are in these estimated bytes.
+BYTES_PER_TOKEN = 4
+
+
 def estimate_tokens(content: Any) -> int:
     """A provider-independent estimate: ~4 characters a token plus a small per-message cost."""
     if isinstance(content, str):

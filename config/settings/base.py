@@ -205,6 +205,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- Tiers -----------------------------------------------------------------------------
 HOT_TTL_SECONDS = env_int("HOT_TTL_SECONDS", 86400, minimum=1)
 HOT_CACHE_MAX_MESSAGES = env_int("HOT_CACHE_MAX_MESSAGES", 20000, minimum=0)
+# Threads whose history is larger (estimated from token counts) are not cached in Redis:
+# their pages are read from the database, so one thread cannot fill Redis or a worker.
+HOT_CACHE_MAX_BYTES = env_int("HOT_CACHE_MAX_BYTES", 16 * 1024 * 1024, minimum=0)
+# A page of messages holds at most this much (estimated; at least one message).
+PAGE_MAX_BYTES = env_int("PAGE_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
 COLD_AFTER_SECONDS = env_int("COLD_AFTER_SECONDS", 3600, minimum=1)
 COLD_STORAGE = env_choice("COLD_STORAGE", "filesystem", ("filesystem", "s3"))
 COLD_PREFIX = env_str("COLD_PREFIX", "threads")

@@ -124,6 +124,7 @@ HISTORY_CALL_COLUMNS = (
     "tier",
     "history_version",
     "message_count",
+    "token_estimate",
     "last_flushed_at",
 )
 FIELDS_PARAM = OpenApiParameter(

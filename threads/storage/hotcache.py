@@ -363,3 +363,16 @@ def members_of(rows: Sequence[Any]) -> list[Member]:
         )
         for r in rows
     ]
+
+
+def _fill_key(thread_id: str) -> str:
+    return f"tl:{{{thread_id}}}:fill"
+
+
+def fill_claim(thread_id: str, *, seconds: int) -> bool:
+    """Claim the thread's cache fill (SET NX with an expiry); False when one is claimed."""
+    return bool(_run("fill claim", lambda c: c.set(_fill_key(thread_id), 1, nx=True, ex=seconds)))
+
+
+def fill_release(thread_id: str) -> None:
+    _run("fill release", lambda c: c.delete(_fill_key(thread_id)))

@@ -1,16 +1,20 @@
 """History pages through the tiers: hydrate a cold thread, serve from the Redis cache when
-it holds the thread's history_version, else from the database (refilling the cache)."""
+it holds the thread's history_version, else one page from the database (and ask for the
+cache to be filled off the request path)."""
 
 from __future__ import annotations
 
-import bisect
+import functools
 import json
 from typing import Any
 
+from django.conf import settings
+from django.db import connection
+
 from common.errors import NotFound, ThreadBusy
-from threads.message_format import message_json
+from threads.message_format import BYTES_PER_TOKEN, message_json
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
-from threads.storage import hotcache
+from threads.storage import fill, hotcache
 from threads.storage.tiers import thread_ensure_hot
 
 
@@ -29,15 +33,16 @@ def messages_page_json(
     """Up to `limit` messages after `after_seq` as the API's JSON (one bytes per message, in
     seq order), plus the next cursor. A cold thread is hydrated first.
 
-    Served from the Redis cache when it holds the row's history_version; otherwise from the
-    database, rebuilding the cache with the whole history on the way (threads up to
-    hotcache.max_messages(); longer ones are read page by page).
+    Served from the Redis cache when it holds the row's history_version; otherwise the one
+    page from the database (never the whole history: a miss costs about a page), and the
+    cache is filled off the request path (threads.storage.fill, a task).
+
+    A page holds at most PAGE_MAX_BYTES of estimated message size (at least one message):
+    the cursor then points after the last message it holds.
 
     No transaction spans the thread row and the message query, so the row is checked again
     after the messages are read (a seqlock): if a flush happened in between (tier or
-    last_flushed_at changed) what was read may be partial — hydrate and read again; if only
-    history_version moved, the page is a consistent newer state, served but not cached
-    under the older version's label."""
+    last_flushed_at changed) what was read may be partial — hydrate and read again."""
     for _ in range(3):
         thread_ensure_hot(thread=thread)
         cached = hotcache.page(thread=thread, after_seq=after_seq, limit=limit)
@@ -45,37 +50,72 @@ def messages_page_json(
             return cached
         served = _page_from_database(thread, after_seq, limit)
         if served is not None:
+            fill.request_fill(thread=thread)
             return served
         thread.refresh_from_db()
     raise ThreadBusy("The thread was flushed repeatedly while being read; retry.")
 
 
+@functools.cache
+def _page_sql(vendor: str) -> str:
+    # Running sums of token estimates bound the page by size inside the database: rows past
+    # the bound are neither shipped nor detoasted. `before` is the size ahead of a row; the
+    # outer WHERE keeps the rows that fit and the first one that does not (so the caller
+    # knows there is more).
+    qn = connection.ops.quote_name
+    meta = Message._meta
+    columns = ", ".join(qn(meta.get_field(name).column) for name in MESSAGE_COLUMNS)
+    tokens, seq = qn(meta.get_field("token_estimate").column), qn(meta.get_field("seq").column)
+    return (
+        f"SELECT {columns}, before FROM (SELECT {columns}, "
+        f"SUM({tokens}) OVER w - {tokens} AS before, LAG({tokens}, 1, 0) OVER w AS previous "
+        f"FROM {qn(meta.db_table)} WHERE {qn(meta.get_field('thread').column)} = %s "
+        f"AND {seq} > %s WINDOW w AS (ORDER BY {seq}) ORDER BY {seq} LIMIT %s) page "
+        f"WHERE before - previous < %s ORDER BY {seq}"
+    )
+
+
 def _page_from_database(
     thread: Thread, after_seq: int, limit: int
 ) -> tuple[list[bytes], int | None] | None:
-    whole = hotcache.available() and thread.message_count <= hotcache.max_messages()
-    query = Message.objects.filter(thread_id=thread.pk).order_by("seq")
-    if not whole:
-        query = query.filter(seq__gt=after_seq)[: limit + 1]
-    members = [(row[1], message_json(*row).encode()) for row in query.values_list(*MESSAGE_COLUMNS)]
-
+    budget = settings.PAGE_MAX_BYTES // BYTES_PER_TOKEN
+    with connection.cursor() as cursor:
+        cursor.execute(_page_sql(connection.vendor), [thread.pk, after_seq, limit + 1, budget])
+        rows = cursor.fetchall()
     recheck = (
         Thread.objects.filter(pk=thread.pk)
-        .values_list("tier", "last_flushed_at", "history_version")
+        .values_list("tier", "last_flushed_at")
+        .order_by()
         .first()
     )
     if recheck is None:
         raise NotFound("Thread not found.")
-    tier, flushed_at, version = recheck
+    tier, flushed_at = recheck
     if tier != Tier.HOT or flushed_at != thread.last_flushed_at:
         return None  # flushed meanwhile: the rows read may be partial
-    if whole:
-        if version == thread.history_version:
-            hotcache.rebuild(
-                thread_id=thread.pk, history_version=version, members=members, state=thread.state
-            )
-        start = bisect.bisect_right(members, after_seq, key=lambda member: member[0])
-        members = members[start : start + limit + 1]
-    more = len(members) > limit
-    members = members[:limit]
-    return [member for _, member in members], (members[-1][0] if more else None)
+    page = [row for row in rows if row[-1] < budget][:limit]
+    decode = _row_decoder()
+    members = [message_json(*decode(row[:-1])).encode() for row in page]
+    more = len(rows) > len(page)
+    return members, (page[-1][1] if more else None)
+
+
+@functools.cache
+def _row_decoder():
+    """Raw cursor rows → Python values, as the ORM would give them (JSON decoded on
+    backends that return text, datetimes made aware)."""
+    fields = [Message._meta.get_field(name) for name in MESSAGE_COLUMNS]
+    converters = [
+        [*connection.ops.get_db_converters(field), *field.get_db_converters(connection)]
+        for field in fields
+    ]
+
+    def decode(row: tuple) -> tuple:
+        values = []
+        for value, field, steps in zip(row, fields, converters, strict=True):
+            for step in steps:
+                value = step(value, field, connection)
+            values.append(value)
+        return tuple(values)
+
+    return decode
