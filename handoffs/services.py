@@ -29,8 +29,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
-from handoffs.capacity import check_depth, check_width
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
+from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import (
     DuplicateRecipient,
     LockExpired,

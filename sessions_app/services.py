@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
 from common.ids import new_id
-from handoffs.capacity import check_depth, check_width
 from handoffs.models import Handoff, HandoffOutcome
 from sessions_app import workspaces
+from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import (
     AlreadySummarized,
     ArtifactRefCycle,
