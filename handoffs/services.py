@@ -29,15 +29,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
+from handoffs.errors import DuplicateRecipient, SessionNotIdle, VersionConflict
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
 from sessions_app.capacity import check_depth, check_width
-from sessions_app.errors import (
-    DuplicateRecipient,
-    LockExpired,
-    SessionNotIdle,
-    VersionConflict,
-    WorkspaceUnavailable,
-)
+from sessions_app.errors import LockExpired, WorkspaceUnavailable
 from sessions_app.models import (
     Session,
     SessionStatus,
