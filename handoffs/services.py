@@ -48,6 +48,7 @@ from sessions_app.services import (
     workspace_dispose,
     workspace_provision,
 )
+from sessions_app.signals import LEASE_EXPIRED
 from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
 from threads.models import Project, Tenant, ThreadStatus
@@ -393,3 +394,24 @@ def _rollback(
             )
     except Exception:
         logger.exception("handoff %s rollback: reverting the source %s", group_id, source.pk)
+
+
+def handoffs_pending_roll_back(*, source_session_id: str, group_id: str | None, action: str) -> int:
+    """Roll back the pending rows of a handoff whose source left `locked` before it committed
+    (`action`: the source's transition, or LEASE_EXPIRED); `group_id` None: any handoff of
+    the source. Returns the rows closed. Served by handoff_source_created."""
+    pending = Handoff.objects.filter(
+        source_session_id=source_session_id, outcome=HandoffOutcome.PENDING
+    )
+    if group_id is not None:
+        pending = pending.filter(group_id=group_id)
+    why = (
+        "The lock lease expired"
+        if action == LEASE_EXPIRED
+        else f"The source session left locked ({action})"
+    )
+    return pending.update(
+        outcome=HandoffOutcome.ROLLED_BACK,
+        error=f"{why} before the handoff committed.",
+        completed_at=timezone.now(),
+    )

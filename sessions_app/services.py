@@ -28,7 +28,6 @@ from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
 from common.ids import new_id
-from handoffs.models import Handoff, HandoffOutcome
 from sessions_app import workspaces
 from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import (
@@ -51,6 +50,7 @@ from sessions_app.models import (
     Workspace,
     WorkspaceStatus,
 )
+from sessions_app.signals import LEASE_EXPIRED, session_lock_released_send
 from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
 from threads.events import event_record
@@ -197,15 +197,10 @@ def _apply(
     if not updated:
         raise _illegal(session.pk, t.action)
     if S.LOCKED in t.sources:
-        # The lock token is cleared above, so a handoff that held it can never commit. A
-        # live one rolls itself back; one whose process died would leave its rows pending
-        # forever (the lock sweep only sees locked sessions), so close them here. Served
-        # by handoff_source_created.
-        Handoff.objects.filter(source_session_id=session.pk, outcome=HandoffOutcome.PENDING).update(
-            outcome=HandoffOutcome.ROLLED_BACK,
-            error=f"The source session left locked ({t.action}) before the handoff committed.",
-            completed_at=now,
-        )
+        # The lock token is cleared above, so whatever held it can never commit. A live
+        # holder rolls itself back; one whose process died would leave its rows pending
+        # forever (the lock sweep only sees locked sessions), so its room closes them now.
+        session_lock_released_send(session_id=session.pk, lock_token=None, action=t.action)
     _edge_follow(session.pk, t.target)
     _sync_lifecycle(thread, turn_started=turn_started)
     _event(session, t.event, status=t.target, **payload)
@@ -741,12 +736,8 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
             Session.objects.filter(pk=held.pk).update(
                 status=S.IDLE, lock_token="", lock_expires_at=None, updated_at=now
             )
-            rolled_back = Handoff.objects.filter(
-                group_id=token, outcome=HandoffOutcome.PENDING
-            ).update(
-                outcome=HandoffOutcome.ROLLED_BACK,
-                error="The lock lease expired before the handoff committed.",
-                completed_at=now,
+            rolled_back = session_lock_released_send(
+                session_id=held.pk, lock_token=token, action=LEASE_EXPIRED
             )
             _event(held, events.SESSION_LOCK_RECOVERED, handoffs_rolled_back=rolled_back, **payload)
     for workspace in Workspace.objects.filter(
