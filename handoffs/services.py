@@ -42,12 +42,11 @@ from sessions_app.models import (
     Workspace,
 )
 from sessions_app.services import (
-    _event,
-    lease_seconds,
     workspace_attach,
     workspace_dispose,
     workspace_provision,
 )
+from sessions_app.session_rows import Actor, lease_seconds, session_event
 from sessions_app.signals import LEASE_EXPIRED
 from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
@@ -55,7 +54,6 @@ from threads.models import Project, Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
-Actor = dict[str, str]
 S = SessionStatus
 
 # Why a non-idle source cannot be handed off (namzu's HandoffLockRejected reasons).
@@ -230,7 +228,7 @@ def _lock(
         for row in rows:
             row.group_id = group_id
         Handoff.objects.bulk_create(rows)
-        _event(
+        session_event(
             source,
             events.HANDOFF_LOCKED,
             handoff=group_id,
@@ -329,7 +327,7 @@ def _commit(
                 new_owner_version=new_version,
                 completed_at=now,
             )
-        _event(
+        session_event(
             source,
             events.HANDOFF_COMMITTED,
             handoff=group_id,
@@ -383,7 +381,7 @@ def _rollback(
                 partial_state=partial_state,
                 completed_at=now,
             )
-            _event(
+            session_event(
                 source,
                 events.HANDOFF_ROLLED_BACK,
                 handoff=group_id,

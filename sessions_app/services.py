@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -34,7 +33,6 @@ from sessions_app.errors import (
     AlreadySummarized,
     ArtifactRefCycle,
     ChildrenRunning,
-    IllegalTransition,
     InterventionDepthExceeded,
     LockExpired,
     WorkspaceUnavailable,
@@ -50,6 +48,7 @@ from sessions_app.models import (
     Workspace,
     WorkspaceStatus,
 )
+from sessions_app.session_rows import Actor, illegal_transition, lease_seconds, session_event
 from sessions_app.signals import LEASE_EXPIRED, session_lock_released_send
 from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
@@ -58,35 +57,10 @@ from threads.models import Lifecycle, Project, Tenant, Thread
 
 logger = logging.getLogger(__name__)
 
-Actor = dict[str, str]
 S = SessionStatus
 
 
 # --- Helpers ---------------------------------------------------------------------------
-
-
-def _event(session: Session, kind: str, **payload: Any) -> None:
-    event_record(
-        tenant_id=session.tenant_id,
-        kind=kind,
-        thread_id=session.thread_id,
-        session_id=session.pk,
-        payload=payload,
-    )
-
-
-def lease_seconds() -> int:
-    return settings.SESSION_LOCK_LEASE_SECONDS
-
-
-def _illegal(session_id: str, action: str) -> IllegalTransition:
-    current = Session.objects.filter(pk=session_id).values_list("status", flat=True).first()
-    if current is None:
-        raise NotFound("Session not found.")
-    return IllegalTransition(
-        f"A session that is {current} cannot {action.replace('_', ' ')}.",
-        **{"from": current, "action": action},
-    )
 
 
 # Sub-session edges follow their child: (edge status, the edge statuses it moves from).
@@ -195,7 +169,7 @@ def _apply(
         status=t.target, lock_token="", lock_expires_at=None, updated_at=now, **(extra or {})
     )
     if not updated:
-        raise _illegal(session.pk, t.action)
+        raise illegal_transition(session.pk, t.action)
     if S.LOCKED in t.sources:
         # The lock token is cleared above, so whatever held it can never commit. A live
         # holder rolls itself back; one whose process died would leave its rows pending
@@ -203,7 +177,7 @@ def _apply(
         session_lock_released_send(session_id=session.pk, lock_token=None, action=t.action)
     _edge_follow(session.pk, t.target)
     _sync_lifecycle(thread, turn_started=turn_started)
-    _event(session, t.event, status=t.target, **payload)
+    session_event(session, t.event, status=t.target, **payload)
 
 
 # --- Seams for the conversation services (compaction, warming, tiers) -------------------
@@ -257,7 +231,7 @@ def session_create(*, tenant: Tenant, thread_id: str, actor: Actor) -> Session:
             project_id=locked.project_id,
             current_actor=actor,
         )
-        _event(session, events.SESSION_CREATED, actor=actor)
+        session_event(session, events.SESSION_CREATED, actor=actor)
     return session
 
 
@@ -363,7 +337,7 @@ def session_spawn(
         locks.lock_open_thread(session.thread_id)
         parent = locks.lock_session(session.pk)
         if parent.status not in (S.IDLE, S.ACTIVE):
-            raise _illegal(parent.pk, "spawn")
+            raise illegal_transition(parent.pk, "spawn")
         check_depth(session=parent, project=project)
         check_width(session=parent, project=project, pending=1)
         token = new_id("sub")
@@ -418,7 +392,7 @@ def session_spawn(
                 status=SubSessionStatus.ACTIVE, updated_at=now
             )
             _sync_lifecycle(thread)
-            _event(
+            session_event(
                 parent,
                 events.SESSION_SPAWNED,
                 child=child.pk,
@@ -453,7 +427,7 @@ def _spawn_compensate(
             doomed = locks.lock_session_where(child.pk, status=S.LOCKED, lock_token=token)
             if doomed is not None:
                 doomed.delete()  # its edge goes with it (CASCADE)
-            _event(
+            session_event(
                 parent,
                 events.SESSION_SPAWN_ROLLED_BACK,
                 child=child.pk,
@@ -508,7 +482,7 @@ def session_summarize(
                 return existing, False
             raise AlreadySummarized(summary=existing.pk)
         if current.status not in SUMMARIZABLE:
-            raise _illegal(current.pk, "summarize")
+            raise illegal_transition(current.pk, "summarize")
         edge = SubSession.objects.filter(child_id=current.pk).first()
         stored = Summary.objects.create(
             tenant_id=current.tenant_id,
@@ -538,7 +512,7 @@ def session_merge(*, session: Session) -> Session:
         thread = locks.lock_open_thread(session.thread_id)
         current = locks.lock_session(session.pk)
         if current.status != S.AWAITING_MERGE:
-            raise _illegal(current.pk, "merge")
+            raise illegal_transition(current.pk, "merge")
         edges = SubSession.objects.filter(parent_id=current.pk, broadcast_id__isnull=False).exclude(
             status__in=(SubSessionStatus.MERGED, SubSessionStatus.ARCHIVED)
         )
@@ -594,7 +568,7 @@ def session_intervene(
         locks.lock_open_thread(session.thread_id)
         parent = locks.lock_session(session.pk)
         if parent.status == S.ARCHIVED:
-            raise _illegal(parent.pk, "intervene")
+            raise illegal_transition(parent.pk, "intervene")
         child = Session.objects.create(
             tenant_id=parent.tenant_id,
             thread_id=parent.thread_id,
@@ -610,7 +584,7 @@ def session_intervene(
             status=SubSessionStatus.IDLE,
             prev_summary=prev,
         )
-        _event(
+        session_event(
             parent,
             events.SESSION_INTERVENTION_CREATED,
             child=child.pk,
@@ -731,7 +705,7 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
             parent = Session.objects.get(pk=spawn.parent_id)
             child_id = held.pk
             held.delete()  # its edge goes with it (CASCADE)
-            _event(parent, events.SESSION_LOCK_RECOVERED, removed_child=child_id, **payload)
+            session_event(parent, events.SESSION_LOCK_RECOVERED, removed_child=child_id, **payload)
         else:
             Session.objects.filter(pk=held.pk).update(
                 status=S.IDLE, lock_token="", lock_expires_at=None, updated_at=now
@@ -739,7 +713,9 @@ def session_lock_recover(*, session: Session, force: bool = False) -> bool:
             rolled_back = session_lock_released_send(
                 session_id=held.pk, lock_token=token, action=LEASE_EXPIRED
             )
-            _event(held, events.SESSION_LOCK_RECOVERED, handoffs_rolled_back=rolled_back, **payload)
+            session_event(
+                held, events.SESSION_LOCK_RECOVERED, handoffs_rolled_back=rolled_back, **payload
+            )
     for workspace in Workspace.objects.filter(
         operation=token, session__isnull=True, status__in=_LIVE_WORKSPACE
     ):
