@@ -41,14 +41,14 @@ from sessions_app.models import (
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.services import (
+from sessions_app.session_rows import Actor, lease_seconds, session_event
+from sessions_app.signals import LEASE_EXPIRED
+from sessions_app.workspaces import (
+    WorkspaceError,
     workspace_attach,
     workspace_dispose,
     workspace_provision,
 )
-from sessions_app.session_rows import Actor, lease_seconds, session_event
-from sessions_app.signals import LEASE_EXPIRED
-from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
 from threads.models import Project, Tenant, ThreadStatus
 

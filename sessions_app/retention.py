@@ -44,8 +44,7 @@ from sessions_app.models import (
     Workspace,
     WorkspaceStatus,
 )
-from sessions_app.services import workspace_dispose
-from sessions_app.workspaces import WorkspaceError
+from sessions_app.workspaces import WorkspaceError, workspace_dispose
 from threads import events
 from threads.events import event_record
 from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier

@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
 from common.ids import new_id
-from sessions_app import workspaces
 from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import (
     AlreadySummarized,
@@ -50,7 +49,12 @@ from sessions_app.models import (
 )
 from sessions_app.session_rows import Actor, illegal_transition, lease_seconds, session_event
 from sessions_app.signals import LEASE_EXPIRED, session_lock_released_send
-from sessions_app.workspaces import WorkspaceError
+from sessions_app.workspaces import (
+    WorkspaceError,
+    workspace_attach,
+    workspace_dispose,
+    workspace_provision,
+)
 from threads import events, locks
 from threads.events import event_record
 from threads.models import Lifecycle, Project, Tenant, Thread
@@ -593,75 +597,6 @@ def session_intervene(
             prev_summary=prev.pk if prev else None,
         )
     return child, edge
-
-
-# --- Workspaces ------------------------------------------------------------------------
-
-
-def workspace_provision(
-    *,
-    tenant_id: str,
-    project_id: str,
-    backend: str,
-    label: str,
-    operation: str,
-    lease_expires_at: datetime,
-) -> Workspace | None:
-    """Make a workspace; None for the `none` backend. Call outside any transaction.
-
-    The row is written first (status provisioning, with its planned path), so a crash
-    mid-way leaves a record for the sweep; on failure it is marked failed and the driver's
-    WorkspaceError propagates."""
-    driver = workspaces.driver_for(backend)
-    if driver is None:
-        return None
-    workspace_id = new_id("wsp")
-    plan = driver.plan(workspace_id)
-    workspace = Workspace.objects.create(
-        id=workspace_id,
-        tenant_id=tenant_id,
-        project_id=project_id,
-        backend=backend,
-        label=label,
-        operation=operation,
-        lease_expires_at=lease_expires_at,
-        path=plan.path,
-        branch=plan.branch,
-    )
-    try:
-        driver.create(plan)
-    except WorkspaceError as exc:
-        Workspace.objects.filter(pk=workspace.pk).update(
-            status=WorkspaceStatus.FAILED, error=str(exc)[:4000]
-        )
-        raise
-    Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.READY)
-    workspace.status = WorkspaceStatus.READY
-    return workspace
-
-
-def workspace_attach(*, workspace: Workspace, session_id: str) -> None:
-    """Inside the commit transaction: the workspace now belongs to the session and is no
-    longer an orphan candidate."""
-    Workspace.objects.filter(pk=workspace.pk).update(session_id=session_id, lease_expires_at=None)
-
-
-def workspace_dispose(*, workspace: Workspace) -> None:
-    """Remove the directory/worktree (idempotent) and mark the row disposed. Call outside
-    any transaction. A failure is recorded on the row and raised (WorkspaceError)."""
-    if workspace.status == WorkspaceStatus.DISPOSED:
-        return
-    driver = workspaces.driver_for(workspace.backend)
-    try:
-        if driver is not None:
-            driver.dispose(workspaces.Plan(path=workspace.path, branch=workspace.branch))
-    except WorkspaceError as exc:
-        Workspace.objects.filter(pk=workspace.pk).update(error=str(exc)[:4000])
-        raise
-    Workspace.objects.filter(pk=workspace.pk).exclude(status=WorkspaceStatus.DISPOSED).update(
-        status=WorkspaceStatus.DISPOSED, disposed_at=timezone.now()
-    )
-    workspace.status = WorkspaceStatus.DISPOSED
 
 
 # --- Lock recovery ---------------------------------------------------------------------

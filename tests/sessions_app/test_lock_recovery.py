@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import services, workspaces
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.tasks import recover_session_locks_task
 from tests import workers
@@ -37,7 +37,7 @@ def lock_for_handoff(session, backend="directory"):
         recipients=[AGENT],
         backend=backend,
     )
-    workspace = services.workspace_provision(
+    workspace = workspaces.workspace_provision(
         tenant_id=session.tenant_id,
         project_id=session.project_id,
         backend=backend,
@@ -116,7 +116,7 @@ def test_the_sweep_retries_a_dispose_that_failed_earlier(session, workspace_root
     expire(session)
     services.session_locks_recover()
     # A workspace an earlier rollback could not dispose: unattached, lease expired.
-    stray = services.workspace_provision(
+    stray = workspaces.workspace_provision(
         tenant_id=session.tenant_id,
         project_id=session.project_id,
         backend="directory",
