@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import recovery, services
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
 
@@ -147,7 +147,7 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         self._apply(
             request,
             queryset,
-            lambda session: services.session_lock_recover(session=session, force=True),
+            lambda session: recovery.session_lock_recover(session=session, force=True),
             "Recovered the lock of",
         )
 

@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services, workspaces
+from sessions_app import recovery, services, workspaces
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.tasks import recover_session_locks_task
 from tests import workers
@@ -58,7 +58,7 @@ def test_an_expired_handoff_lock_is_reverted_and_its_workspace_disposed(session,
     row, workspace = lock_for_handoff(session)
     expire(session)
 
-    result = services.session_locks_recover()
+    result = recovery.session_locks_recover()
 
     assert result == {"recovered": 1, "workspaces_disposed": 0}
     source = Session.objects.get(pk=session.pk)
@@ -76,7 +76,7 @@ def test_an_expired_handoff_lock_is_reverted_and_its_workspace_disposed(session,
 def test_a_lock_whose_lease_is_live_is_left_alone(session, workspace_root):
     _, workspace = lock_for_handoff(session)
 
-    assert services.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
+    assert recovery.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
 
     assert Session.objects.get(pk=session.pk).status == "locked"
     assert Path(workspace.path).is_dir()
@@ -86,8 +86,8 @@ def test_the_sweep_recovers_a_lock_once(session, workspace_root):
     lock_for_handoff(session)
     expire(session)
 
-    assert services.session_locks_recover()["recovered"] == 1
-    assert services.session_locks_recover()["recovered"] == 0
+    assert recovery.session_locks_recover()["recovered"] == 1
+    assert recovery.session_locks_recover()["recovered"] == 0
     assert Event.objects.filter(kind="session.lock_recovered").count() == 1
 
 
@@ -103,7 +103,7 @@ def test_a_spawn_that_never_committed_is_compensated(session, workspace_root, mo
     child = Session.objects.get(status="locked")
     expire(child)
 
-    assert services.session_locks_recover()["recovered"] == 1
+    assert recovery.session_locks_recover()["recovered"] == 1
 
     assert list(Session.objects.values_list("pk", flat=True)) == [session.pk]
     assert not SubSession.objects.exists()
@@ -114,7 +114,7 @@ def test_a_spawn_that_never_committed_is_compensated(session, workspace_root, mo
 def test_the_sweep_retries_a_dispose_that_failed_earlier(session, workspace_root):
     row, workspace = lock_for_handoff(session)
     expire(session)
-    services.session_locks_recover()
+    recovery.session_locks_recover()
     # A workspace an earlier rollback could not dispose: unattached, lease expired.
     stray = workspaces.workspace_provision(
         tenant_id=session.tenant_id,
@@ -125,7 +125,7 @@ def test_the_sweep_retries_a_dispose_that_failed_earlier(session, workspace_root
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
 
-    assert services.session_locks_recover()["workspaces_disposed"] == 1
+    assert recovery.session_locks_recover()["workspaces_disposed"] == 1
     assert not Path(stray.path).exists()
 
 
@@ -211,9 +211,9 @@ def test_a_process_killed_between_lock_and_commit_is_recovered_by_the_sweep(
     assert Workspace.objects.get().status == "provisioning"
 
     # Not before the lease expires …
-    assert services.session_locks_recover()["recovered"] == 0
+    assert recovery.session_locks_recover()["recovered"] == 0
     expire(session)
-    services.session_locks_recover()
+    recovery.session_locks_recover()
 
     source.refresh_from_db()
     assert (source.status, source.owner_version, source.current_actor) == ("idle", 0, USER)

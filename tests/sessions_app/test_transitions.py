@@ -7,7 +7,7 @@ import pytest
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import recovery, services
 from sessions_app.models import Session, SessionStatus, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -245,7 +245,7 @@ def test_failing_a_session_whose_handoff_died_after_its_lock_leaves_no_pending_h
     row = Handoff.objects.get()
     assert (row.outcome, row.recipient_session) == ("rolled_back", None)
     assert "left locked (fail)" in row.error
-    assert services.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
+    assert recovery.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
 
 
 def test_failing_a_session_awaiting_merge_leaves_its_broadcast_children_running(api, session):
