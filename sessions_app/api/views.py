@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
-from sessions_app import selectors, services
+from sessions_app import selectors, services, summaries
 from sessions_app.api.filters import SessionFilter
 from sessions_app.api.serializers import (
     SessionChildSerializer,
@@ -150,7 +150,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     )
     @action(detail=True, methods=["post"])
     def merge(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_merge(session=self.get_object()))
+        return session_response(summaries.session_merge(session=self.get_object()))
 
     # --- Children ----------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def interventions(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionInterventionSerializer, request.data)
-        child, edge = services.session_intervene(
+        child, edge = summaries.session_intervene(
             session=session, actor=data["actor"], prev_summary_id=data.get("prev_summary")
         )
         return with_edge_response(child, edge)
@@ -238,14 +238,14 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def summary(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSummaryInSerializer, request.data)
-        summary_in = services.SummaryIn(
+        summary_in = summaries.SummaryIn(
             outcome_status=data["outcome"]["status"],
             outcome_verdict=data["outcome"].get("verdict", ""),
             agent_summary=data["agent_summary"],
             key_decisions=tuple(data["key_decisions"]),
             deliverables=tuple(data["deliverables"]),
         )
-        summary, created = services.session_summarize(session=session, summary=summary_in)
+        summary, created = summaries.session_summarize(session=session, summary=summary_in)
         session.refresh_from_db()
         body = {
             "summary": SessionSummarySerializer(summary).data,

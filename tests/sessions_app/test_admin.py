@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from handoffs import services as handoff_services
-from sessions_app import services
+from sessions_app import services, summaries
 from sessions_app.models import Session
 from tests.sessions_app.fixtures import AGENT, USER, agent
 from threads.models import Event
@@ -91,9 +91,9 @@ def test_recover_lock_takes_a_lock_even_with_a_live_lease(admin_client, session,
 
 def test_the_other_pages_are_read_only_and_load(admin_client, api, session):
     child, edge = services.session_spawn(session=session, actor=AGENT)
-    services.session_summarize(
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="done"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),
     )
     result = handoff_services.handoff_execute(
         tenant=api.tenant,

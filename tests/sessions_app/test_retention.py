@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from sessions_app import retention, services
+from sessions_app import retention, services, summaries
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.schedules import SCHEDULES
 from tasks.tasks import subsessions_retention
@@ -43,9 +43,9 @@ def finished(session, project, workspace_root, s3):
             {"id": "c2", "role": "assistant", "content": "done"},
         ],
     )
-    services.session_summarize(
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="Did it."),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="Did it."),
     )
     # Its whole life happened hours ago: spawned 4 h ago, the messages 3 h ago.
     earlier = timezone.now() - timedelta(hours=4)

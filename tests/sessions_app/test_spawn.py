@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from sessions_app import services
+from sessions_app import services, summaries
 from sessions_app.errors import CapacityExceeded
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
@@ -235,6 +235,6 @@ def test_concurrent_spawns_never_exceed_the_width(api, project, thread):
 def test_interventions_take_no_width_slot(api, project, session):
     project.max_delegation_width = 1
     project.save(update_fields=["max_delegation_width"])
-    services.session_intervene(session=session, actor=USER)
+    summaries.session_intervene(session=session, actor=USER)
 
     assert spawn(api, session).status_code == 201

@@ -7,7 +7,7 @@ import pytest
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import services, summaries
 from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -154,9 +154,9 @@ def intervene(api, session, actor=AGENT, prev_summary=None):
 
 def _summarized(session) -> Summary:
     services.session_turn_start(session=session)
-    summary, _ = services.session_summarize(
+    summary, _ = summaries.session_summarize(
         session=session,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary=f"{session.pk}"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary=f"{session.pk}"),
     )
     return summary
 
@@ -193,7 +193,7 @@ def test_a_chain_leading_back_to_the_session_is_a_cycle(api, make_session):
     target, elsewhere = make_session(), make_session(AGENT)
     target_summary = _summarized(target)
     # An intervention elsewhere continues from the target's summary …
-    child, _ = services.session_intervene(
+    child, _ = summaries.session_intervene(
         session=elsewhere, actor=agent(2), prev_summary_id=target_summary.pk
     )
     derived = _summarized(child)
@@ -208,7 +208,7 @@ def test_a_chain_longer_than_the_limit_is_refused(api, project, make_session):
     root = make_session()
     summary = _summarized(make_session(AGENT))
     for n in range(2):  # a chain of three summaries: each intervention's summary links back
-        child, _ = services.session_intervene(
+        child, _ = summaries.session_intervene(
             session=root, actor=agent(n), prev_summary_id=summary.pk
         )
         summary = _summarized(child)
@@ -225,7 +225,7 @@ def test_a_chain_at_the_limit_is_allowed(api, project, make_session):
     project.save(update_fields=["max_intervention_depth"])
     root = make_session()
     first = _summarized(make_session(AGENT))
-    child, _ = services.session_intervene(session=root, actor=AGENT, prev_summary_id=first.pk)
+    child, _ = summaries.session_intervene(session=root, actor=AGENT, prev_summary_id=first.pk)
     second = _summarized(child)
 
     assert intervene(api, root, prev_summary=second.pk).status_code == 201
