@@ -18,38 +18,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
-from common.ids import new_id
-from sessions_app.capacity import check_depth, check_width
-from sessions_app.errors import (
-    LockExpired,
-    WorkspaceUnavailable,
-)
 from sessions_app.models import (
     Session,
     SessionStatus,
     SubSession,
-    SubSessionKind,
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.session_rows import Actor, illegal_transition, lease_seconds, session_event
+from sessions_app.session_rows import Actor, illegal_transition, session_event
 from sessions_app.signals import session_lock_released_send
 from sessions_app.workspaces import (
     WorkspaceError,
-    workspace_attach,
     workspace_dispose,
-    workspace_provision,
 )
 from threads import events, locks
 from threads.events import event_record
-from threads.models import Lifecycle, Project, Tenant, Thread
+from threads.models import Lifecycle, Tenant, Thread
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +77,7 @@ def _edge_follow(child_id: str, status: str) -> None:
         )
 
 
-def _sync_lifecycle(thread: Thread, *, turn_started: bool = False) -> None:
+def thread_lifecycle_sync(thread: Thread, *, turn_started: bool = False) -> None:
     """Keep thread.lifecycle in step (the thread row is locked by the caller): active while
     any of its sessions is active, idle otherwise; closed stays closed until a turn starts."""
     if turn_started:
@@ -175,7 +165,7 @@ def transition_apply(
         # forever (the lock sweep only sees locked sessions), so its room closes them now.
         session_lock_released_send(session_id=session.pk, lock_token=None, action=t.action)
     _edge_follow(session.pk, t.target)
-    _sync_lifecycle(thread, turn_started=turn_started)
+    thread_lifecycle_sync(thread, turn_started=turn_started)
     session_event(session, t.event, status=t.target, **payload)
 
 
@@ -311,127 +301,3 @@ def session_archive(*, session: Session) -> Session:
             except WorkspaceError:
                 logger.exception("disposing workspace %s of archived %s", workspace.pk, session)
     return session
-
-
-# --- Spawn -----------------------------------------------------------------------------
-
-
-def session_spawn(
-    *, session: Session, actor: Actor, workspace_backend: str | None = None
-) -> tuple[Session, SubSession]:
-    """A child session (active) with its agent_spawn edge and its workspace.
-
-    1. Reserve, in one short transaction holding the parent's row lock (so concurrent spawns
-       count each other): capacity checks, then the child (locked, with a lease) and its
-       edge (pending). The pending child takes its width slot.
-    2. Provision the workspace, outside any transaction.
-    3. Commit: child locked → active, edge → active, workspace attached.
-
-    Any failure compensates: the workspace is disposed and the child deleted (its edge with
-    it), so the parent is untouched and the width slot is free again. A crash between 1 and
-    3 is compensated by session_locks_recover once the lease expires."""
-    project = Project.objects.get(pk=session.project_id)
-    backend = workspace_backend or project.workspace_backend
-    with transaction.atomic():
-        locks.lock_open_thread(session.thread_id)
-        parent = locks.lock_session(session.pk)
-        if parent.status not in (S.IDLE, S.ACTIVE):
-            raise illegal_transition(parent.pk, "spawn")
-        check_depth(session=parent, project=project)
-        check_width(session=parent, project=project, pending=1)
-        token = new_id("sub")
-        expires = timezone.now() + timedelta(seconds=lease_seconds())
-        child = Session.objects.create(
-            tenant_id=parent.tenant_id,
-            thread_id=parent.thread_id,
-            project_id=parent.project_id,
-            status=S.LOCKED,
-            current_actor=actor,
-            depth=parent.depth + 1,
-            lock_token=token,
-            lock_expires_at=expires,
-        )
-        edge = SubSession.objects.create(
-            id=token,
-            tenant_id=parent.tenant_id,
-            parent=parent,
-            child=child,
-            kind=SubSessionKind.AGENT_SPAWN,
-        )
-
-    made: list[Workspace] = []
-    try:
-        workspace = workspace_provision(
-            tenant_id=parent.tenant_id,
-            project_id=parent.project_id,
-            backend=backend,
-            label=f"spawn-{edge.pk}",
-            operation=token,
-            lease_expires_at=expires,
-        )
-        if workspace is not None:
-            made.append(workspace)
-        with transaction.atomic():
-            thread = locks.lock_open_thread(parent.thread_id)
-            now = timezone.now()
-            committed = Session.objects.filter(
-                pk=child.pk, status=S.LOCKED, lock_token=token, lock_expires_at__gt=now
-            ).update(
-                status=S.ACTIVE,
-                lock_token="",
-                lock_expires_at=None,
-                workspace=workspace,
-                updated_at=now,
-            )
-            if not committed:
-                raise LockExpired(session=child.pk)
-            if workspace is not None:
-                workspace_attach(workspace=workspace, session_id=child.pk)
-            SubSession.objects.filter(pk=edge.pk).update(
-                status=SubSessionStatus.ACTIVE, updated_at=now
-            )
-            _sync_lifecycle(thread)
-            session_event(
-                parent,
-                events.SESSION_SPAWNED,
-                child=child.pk,
-                subsession=edge.pk,
-                actor=actor,
-                workspace=workspace.pk if workspace else None,
-            )
-    except Exception as exc:
-        _spawn_compensate(parent=parent, child=child, token=token, made=made, error=exc)
-        if isinstance(exc, WorkspaceError):
-            raise WorkspaceUnavailable(
-                backend=backend, reason=str(exc), partial_state={"workspaces_provisioned": 0}
-            ) from exc
-        raise
-    child.refresh_from_db()
-    edge.refresh_from_db()
-    return child, edge
-
-
-def _spawn_compensate(
-    *, parent: Session, child: Session, token: str, made: list[Workspace], error: Exception
-) -> None:
-    """Undo a spawn that did not commit. Errors here are logged, never raised over `error`."""
-    for workspace in made:
-        try:
-            workspace_dispose(workspace=workspace)
-        except Exception:
-            logger.exception("spawn rollback: disposing %s", workspace.pk)
-    try:
-        with transaction.atomic():
-            # Only a child still held by this spawn (not one the sweep already removed).
-            doomed = locks.lock_session_where(child.pk, status=S.LOCKED, lock_token=token)
-            if doomed is not None:
-                doomed.delete()  # its edge goes with it (CASCADE)
-            session_event(
-                parent,
-                events.SESSION_SPAWN_ROLLED_BACK,
-                child=child.pk,
-                subsession=token,
-                error=str(error)[:500],
-            )
-    except Exception:
-        logger.exception("spawn rollback: removing child %s", child.pk)

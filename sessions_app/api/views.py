@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
-from sessions_app import selectors, services, summaries
+from sessions_app import selectors, services, spawn, summaries
 from sessions_app.api.filters import SessionFilter
 from sessions_app.api.serializers import (
     SessionChildSerializer,
@@ -176,7 +176,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def spawn(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSpawnSerializer, request.data)
-        child, edge = services.session_spawn(
+        child, edge = spawn.session_spawn(
             session=session,
             actor=data["actor"],
             workspace_backend=data.get("workspace_backend"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import services, spawn
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.handoffs.test_single import handoff
@@ -76,7 +76,7 @@ def test_a_broadcast_of_exactly_the_width_is_allowed(api, session):
 
 def test_existing_children_count_towards_the_width(api, session):
     for n in range(6):
-        services.session_spawn(session=session, actor=agent(f"s{n}"))
+        spawn.session_spawn(session=session, actor=agent(f"s{n}"))
     services.session_turn_start(session=session)
     services.session_turn_settle(session=session, usage=services.Usage())
     session.refresh_from_db()

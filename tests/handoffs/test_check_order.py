@@ -6,7 +6,7 @@ and the database is exactly as the setup left it."""
 from __future__ import annotations
 
 from handoffs.models import Handoff
-from sessions_app import services, summaries
+from sessions_app import services, spawn, summaries
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.handoffs.test_broadcast import broadcast
@@ -73,7 +73,7 @@ def test_the_width_is_refused_before_the_version(api, session):
 def test_the_depth_is_refused_before_the_version(api, project, session):
     project.max_delegation_depth = 1
     project.save(update_fields=["max_delegation_depth"])
-    child, _ = services.session_spawn(session=session, actor=agent(1))
+    child, _ = spawn.session_spawn(session=session, actor=agent(1))
     summaries.session_summarize(
         session=child,
         summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),

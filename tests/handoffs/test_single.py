@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handoffs.models import Handoff
-from sessions_app import services, summaries
+from sessions_app import services, spawn, summaries
 from sessions_app.models import Session, SubSession
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent
@@ -107,7 +107,7 @@ def test_the_status_check_comes_before_the_version_check(api, session):
 def test_depth_is_checked_for_single_handoffs(api, project, session):
     project.max_delegation_depth = 1
     project.save(update_fields=["max_delegation_depth"])
-    child, _ = services.session_spawn(session=session, actor=AGENT)
+    child, _ = spawn.session_spawn(session=session, actor=AGENT)
     summaries.session_summarize(
         session=child,
         summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from handoffs import services as handoff_services
-from sessions_app import services, summaries
+from sessions_app import services, spawn, summaries
 from sessions_app.models import Session
 from tests.sessions_app.fixtures import AGENT, USER, agent
 from threads.models import Event
@@ -40,7 +40,7 @@ def test_sessions_are_filtered_by_status_and_actor_kind(admin_client, make_sessi
 
 
 def test_a_session_page_links_to_its_relatives(admin_client, session):
-    child, _ = services.session_spawn(session=session, actor=AGENT)
+    child, _ = spawn.session_spawn(session=session, actor=AGENT)
 
     response = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
 
@@ -90,7 +90,7 @@ def test_recover_lock_takes_a_lock_even_with_a_live_lease(admin_client, session,
 
 
 def test_the_other_pages_are_read_only_and_load(admin_client, api, session):
-    child, edge = services.session_spawn(session=session, actor=AGENT)
+    child, edge = spawn.session_spawn(session=session, actor=AGENT)
     summaries.session_summarize(
         session=child,
         summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),

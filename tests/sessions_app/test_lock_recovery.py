@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import recovery, services, workspaces
+from sessions_app import recovery, services, spawn, workspaces
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.tasks import recover_session_locks_task
 from tests import workers
@@ -96,10 +96,10 @@ def test_a_spawn_that_never_committed_is_compensated(session, workspace_root, mo
     def die(**kwargs):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(services, "_spawn_compensate", lambda **kwargs: None)
-    monkeypatch.setattr(services, "workspace_provision", die)
+    monkeypatch.setattr(spawn, "_spawn_compensate", lambda **kwargs: None)
+    monkeypatch.setattr(spawn, "workspace_provision", die)
     with pytest.raises(SystemExit):
-        services.session_spawn(session=session, actor=AGENT)
+        spawn.session_spawn(session=session, actor=AGENT)
     child = Session.objects.get(status="locked")
     expire(child)
 

@@ -12,6 +12,7 @@ from django.db import connection
 from sessions_app import services, summaries
 from sessions_app.errors import CapacityExceeded
 from sessions_app.models import Session, SubSession, Workspace
+from sessions_app.spawn import session_spawn
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, git_hook, url, worktrees
 from threads import services as thread_services
@@ -95,7 +96,7 @@ def test_only_an_idle_or_active_parent_can_spawn(api, session, steps):
 def _chain(parent, length):
     """`length` spawned generations under parent; returns the last child."""
     for n in range(length):
-        parent, _ = services.session_spawn(session=parent, actor=agent(n))
+        parent, _ = session_spawn(session=parent, actor=agent(n))
     return parent
 
 
@@ -135,7 +136,7 @@ def test_width_allows_the_limit_and_refuses_one_more(api, session):
 def test_archived_children_free_their_width_slot(api, project, session):
     project.max_delegation_width = 1
     project.save(update_fields=["max_delegation_width"])
-    child, _ = services.session_spawn(session=session, actor=AGENT)
+    child, _ = session_spawn(session=session, actor=AGENT)
     services.session_fail(session=child)
     services.session_archive(session=child)
 
@@ -215,7 +216,7 @@ def test_concurrent_spawns_never_exceed_the_width(api, project, thread):
     def contender(n):
         try:
             barrier.wait(5)
-            services.session_spawn(session=parent, actor=agent(n))
+            session_spawn(session=parent, actor=agent(n))
             results.append("spawned")
         except CapacityExceeded as exc:
             results.append(exc.details["dimension"])
