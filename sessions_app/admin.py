@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from common.errors import DomainError
 from handoffs.models import Handoff
-from sessions_app import recovery, services
+from sessions_app import recovery, transitions
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
 
@@ -134,13 +134,13 @@ class SessionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         self._apply(
             request,
             queryset,
-            lambda session: services.session_fail(session=session, reason="failed by operator"),
+            lambda session: transitions.session_fail(session=session, reason="failed by operator"),
             "Failed",
         )
 
     @admin.action(description="Archive selected sessions (disposes their workspaces)")
     def archive(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        self._apply(request, queryset, services.session_archive, "Archived")
+        self._apply(request, queryset, transitions.session_archive, "Archived")
 
     @admin.action(description="Recover the lock of selected sessions (even if its lease is live)")
     def recover_lock(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:

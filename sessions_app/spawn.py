@@ -21,8 +21,8 @@ from sessions_app.models import (
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.services import thread_lifecycle_sync
 from sessions_app.session_rows import Actor, illegal_transition, lease_seconds, session_event
+from sessions_app.transitions import thread_lifecycle_sync
 from sessions_app.workspaces import (
     WorkspaceError,
     workspace_attach,

@@ -27,8 +27,8 @@ from sessions_app.models import (
     SubSessionStatus,
     Summary,
 )
-from sessions_app.services import MERGE, Transition, transition_apply
 from sessions_app.session_rows import Actor, illegal_transition, session_event
+from sessions_app.transitions import MERGE, Transition, transition_apply
 from threads import events, locks
 from threads.models import Project
 

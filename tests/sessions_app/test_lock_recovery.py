@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import recovery, services, spawn, workspaces
+from sessions_app import recovery, spawn, transitions, workspaces
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.tasks import recover_session_locks_task
 from tests import workers
@@ -148,7 +148,7 @@ def test_the_sweep_is_scheduled_every_minute(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_celery_task_recovers_locks_on_a_real_worker(api, thread, workspace_root):
-    session = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    session = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     lock_for_handoff(session)
     expire(session)
 
@@ -163,7 +163,7 @@ def test_the_celery_task_recovers_locks_on_a_real_worker(api, thread, workspace_
 def test_a_process_killed_between_lock_and_commit_is_recovered_by_the_sweep(
     api, thread, git_repo, workspace_root
 ):
-    session = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    session = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     # The handoff runs for real in another process; git's post-checkout hook (during
     # provisioning, after the lock committed) SIGKILLs that process.
     hook = git_repo / ".git" / "hooks" / "post-checkout"

@@ -7,7 +7,7 @@ import pytest
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services, summaries
+from sessions_app import summaries, transitions
 from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -26,7 +26,7 @@ def summarize(api, session, body=None):
 
 
 def test_a_summary_is_stored_and_the_session_goes_idle(api, thread, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     response = summarize(api, session)
 
@@ -74,7 +74,7 @@ def test_a_summary_of_a_session_locked_by_a_dead_handoff_closes_that_handoff(api
 
 
 def test_the_same_summary_again_is_a_no_op(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     first = summarize(api, session).json()
 
     again = summarize(api, session)
@@ -85,7 +85,7 @@ def test_the_same_summary_again_is_a_no_op(api, session):
 
 
 def test_a_different_summary_is_409_already_summarized(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     first = summarize(api, session).json()
 
     details = assert_error(
@@ -103,7 +103,7 @@ def test_an_idle_session_without_a_summary_cannot_be_summarized(api, session):
 
 
 def test_an_agent_summary_over_4000_characters_is_400(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     response = summarize(api, session, {**SUMMARY, "agent_summary": "x" * 4001})
 
@@ -113,7 +113,7 @@ def test_an_agent_summary_over_4000_characters_is_400(api, session):
 
 
 def test_exactly_4000_characters_is_fine(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     assert summarize(api, session, {**SUMMARY, "agent_summary": "x" * 4000}).status_code == 201
 
 
@@ -130,7 +130,7 @@ def test_exactly_4000_characters_is_fine(api, session):
     ],
 )
 def test_bad_summaries_are_400(api, session, body):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     assert_error(summarize(api, session, body), 400, "validation_error")
 
 
@@ -153,7 +153,7 @@ def intervene(api, session, actor=AGENT, prev_summary=None):
 
 
 def _summarized(session) -> Summary:
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     summary, _ = summaries.session_summarize(
         session=session,
         summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary=f"{session.pk}"),
@@ -239,7 +239,7 @@ def test_intervention_errors(api, outsider, thread, session):
     assert_error(intervene(api, session, prev_summary="sum_000000000000"), 404, "not_found")
     assert_error(api.post(url(session, "interventions"), {"actor": "x"}), 400, "validation_error")
     assert_error(intervene(outsider, session), 404, "not_found")
-    services.session_archive(session=session)
+    transitions.session_archive(session=session)
     assert_error(intervene(api, session), 409, "illegal_transition")
     thread_services.thread_archive(thread=thread)
     assert_error(intervene(api, session), 409, "thread_archived")
@@ -250,7 +250,9 @@ def test_another_tenants_summary_cannot_be_referenced(api, outsider, session):
         tenant=outsider.tenant,
         project_id=thread_services.project_create(tenant=outsider.tenant, name="p").pk,
     )
-    theirs = services.session_create(tenant=outsider.tenant, thread_id=theirs_thread.pk, actor=USER)
+    theirs = transitions.session_create(
+        tenant=outsider.tenant, thread_id=theirs_thread.pk, actor=USER
+    )
     summary = _summarized(theirs)
 
     assert_error(intervene(api, session, prev_summary=summary.pk), 404, "not_found")

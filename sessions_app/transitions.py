@@ -1,11 +1,14 @@
-"""Writes: sessions, turns, spawns, summaries, merges, interventions, workspaces, lock recovery.
+"""Writes: a session's life as moves between statuses (the Transition table) — create, turn
+start and settle, human-in-the-loop, fail, archive — with the thread's lifecycle in step.
 
-Concurrency rules, relied on by every function here and in handoffs/services.py:
+Concurrency rules, followed by every write of sessions_app (here, spawn, summaries,
+recovery, retention) and by handoffs/services.py:
 
-- Locks are taken through threads.locks, in the order it names: the thread row, then
-  session rows. Every transaction that creates a session or moves one into
-  a status that blocks thread archiving locks the thread row and re-checks it is open, so it
-  cannot race thread_archive/thread_delete (which take the same lock).
+- Row locks come from threads.locks, in the order it names and checks: the thread row, then
+  session rows by pk. A conditional UPDATE locks the row it changes too, so a transaction
+  takes no thread lock after one on a session. Every transaction that creates a session or
+  moves one into a status that blocks thread archiving locks the thread row and re-checks it
+  is open, so it cannot race thread_archive/thread_delete (which take the same lock).
 - Status changes are conditional UPDATEs on the status they start from
   (`filter(pk=…, status__in=<from>).update(…)`); a row count of 0 means the session was
   elsewhere (or another request got there first) and answers 409 illegal_transition.
