@@ -41,8 +41,11 @@ from sessions_app.workspaces import (
     workspace_dispose,
 )
 from threads import events, locks
+from threads.conversation.compaction import compaction_after_settle
+from threads.conversation.warming import warming_on_settle, warming_on_turn_start
 from threads.events import event_record
 from threads.models import Lifecycle, Tenant, Thread
+from threads.storage.tiers import thread_ensure_hot
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +182,6 @@ def _before_turn_start(*, session: Session) -> None:
     """Runs before a turn starts, outside any transaction (slow I/O allowed).
 
     The tiers work hydrates a cold thread here, so the turn starts on a hot thread."""
-    from threads.storage.tiers import thread_ensure_hot
-
     thread_ensure_hot(thread=session.thread)
 
 
@@ -188,8 +189,6 @@ def _on_turn_started(*, session: Session, thread: Thread) -> None:
     """Runs inside the turn-start transaction with the thread row locked.
 
     Cache warming cancels the thread's timer here (dispatch: turn start clears nextWarmAt)."""
-    from threads.conversation.warming import warming_on_turn_start
-
     warming_on_turn_start(thread=thread)
 
 
@@ -199,9 +198,6 @@ def _on_turn_settled(*, session: Session, thread: Thread) -> None:
 
     Cache warming arms the thread's timer here (a column write); auto-compaction decides from
     the stored usage and enqueues itself with transaction.on_commit(...)."""
-    from threads.conversation.compaction import compaction_after_settle
-    from threads.conversation.warming import warming_on_settle
-
     warming_on_settle(thread=thread)
     compaction_after_settle(thread=thread)
 
