@@ -252,7 +252,10 @@ def _commit(
     group_id = rows[0].group_id
     with transaction.atomic():
         # No thread lock needed: the source is locked, which blocks archiving and deleting
-        # the thread, so the recipients cannot land on an archived or deleted thread.
+        # the thread, so the recipients cannot land on an archived or deleted thread. Nor for
+        # the lock order: the source's UPDATE is this transaction's only row lock, and the
+        # key-share locks its inserts take on the thread at COMMIT (deferred foreign keys)
+        # do not wait for threads.locks' FOR NO KEY UPDATE (test_spawn_handoff_race.py).
         now = timezone.now()
         # The claim and the source's new state in one conditional UPDATE: it applies only
         # while this handoff's lock token and lease hold (a sweep, a fail or a summary may
