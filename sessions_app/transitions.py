@@ -27,19 +27,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
-from sessions_app.models import (
-    Session,
-    SessionStatus,
-    SubSession,
-    SubSessionStatus,
-    Workspace,
-)
+from sessions_app.models import Session, SessionStatus, SubSession, SubSessionStatus, Workspace
 from sessions_app.session_rows import Actor, illegal_transition, session_event
 from sessions_app.signals import session_lock_released_send
-from sessions_app.workspaces import (
-    WorkspaceError,
-    workspace_dispose,
-)
+from sessions_app.workspaces import WorkspaceError, workspace_dispose
 from threads import events, locks
 from threads.conversation.compaction import compaction_after_settle
 from threads.conversation.warming import warming_on_settle, warming_on_turn_start
@@ -52,7 +43,7 @@ logger = logging.getLogger(__name__)
 S = SessionStatus
 
 
-# --- Helpers ---------------------------------------------------------------------------
+# --- The Transition table and how a move is applied ------------------------------------
 
 
 # Sub-session edges follow their child: (edge status, the edge statuses it moves from).
