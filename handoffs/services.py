@@ -29,15 +29,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
-from handoffs.capacity import check_depth, check_width
+from handoffs.errors import DuplicateRecipient, SessionNotIdle, VersionConflict
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
-from sessions_app.errors import (
-    DuplicateRecipient,
-    LockExpired,
-    SessionNotIdle,
-    VersionConflict,
-    WorkspaceUnavailable,
-)
+from sessions_app.capacity import check_depth, check_width
+from sessions_app.errors import LockExpired, WorkspaceUnavailable
 from sessions_app.models import (
     Session,
     SessionStatus,
@@ -46,20 +41,19 @@ from sessions_app.models import (
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.services import (
-    _event,
-    lease_seconds,
+from sessions_app.session_rows import Actor, lease_seconds, session_event
+from sessions_app.signals import LEASE_EXPIRED
+from sessions_app.workspaces import (
+    WorkspaceError,
     workspace_attach,
     workspace_dispose,
     workspace_provision,
 )
-from sessions_app.workspaces import WorkspaceError
 from threads import events, locks
 from threads.models import Project, Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
-Actor = dict[str, str]
 S = SessionStatus
 
 # Why a non-idle source cannot be handed off (namzu's HandoffLockRejected reasons).
@@ -234,7 +228,7 @@ def _lock(
         for row in rows:
             row.group_id = group_id
         Handoff.objects.bulk_create(rows)
-        _event(
+        session_event(
             source,
             events.HANDOFF_LOCKED,
             handoff=group_id,
@@ -258,7 +252,10 @@ def _commit(
     group_id = rows[0].group_id
     with transaction.atomic():
         # No thread lock needed: the source is locked, which blocks archiving and deleting
-        # the thread, so the recipients cannot land on an archived or deleted thread.
+        # the thread, so the recipients cannot land on an archived or deleted thread. Nor for
+        # the lock order: the source's UPDATE is this transaction's only row lock, and the
+        # key-share locks its inserts take on the thread at COMMIT (deferred foreign keys)
+        # do not wait for threads.locks' FOR NO KEY UPDATE (test_spawn_handoff_race.py).
         now = timezone.now()
         # The claim and the source's new state in one conditional UPDATE: it applies only
         # while this handoff's lock token and lease hold (a sweep, a fail or a summary may
@@ -333,7 +330,7 @@ def _commit(
                 new_owner_version=new_version,
                 completed_at=now,
             )
-        _event(
+        session_event(
             source,
             events.HANDOFF_COMMITTED,
             handoff=group_id,
@@ -387,7 +384,7 @@ def _rollback(
                 partial_state=partial_state,
                 completed_at=now,
             )
-            _event(
+            session_event(
                 source,
                 events.HANDOFF_ROLLED_BACK,
                 handoff=group_id,
@@ -398,3 +395,24 @@ def _rollback(
             )
     except Exception:
         logger.exception("handoff %s rollback: reverting the source %s", group_id, source.pk)
+
+
+def handoffs_pending_roll_back(*, source_session_id: str, group_id: str | None, action: str) -> int:
+    """Roll back the pending rows of a handoff whose source left `locked` before it committed
+    (`action`: the source's transition, or LEASE_EXPIRED); `group_id` None: any handoff of
+    the source. Returns the rows closed. Served by handoff_source_created."""
+    pending = Handoff.objects.filter(
+        source_session_id=source_session_id, outcome=HandoffOutcome.PENDING
+    )
+    if group_id is not None:
+        pending = pending.filter(group_id=group_id)
+    why = (
+        "The lock lease expired"
+        if action == LEASE_EXPIRED
+        else f"The source session left locked ({action})"
+    )
+    return pending.update(
+        outcome=HandoffOutcome.ROLLED_BACK,
+        error=f"{why} before the handoff committed.",
+        completed_at=timezone.now(),
+    )

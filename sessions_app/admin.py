@@ -22,7 +22,7 @@ from common.admin import (
     changelist_link,
 )
 from common.errors import DomainError
-from sessions_app import services
+from sessions_app import recovery, transitions
 from sessions_app.models import ActorKind, Session, SubSession, Summary, Workspace
 from threads.models import Event, Thread
 
@@ -121,15 +121,15 @@ class LockNotRecovered(DomainError):
 
 
 def _fail(session: Session) -> Session:
-    return services.session_fail(session=session, reason="failed by operator")
+    return transitions.session_fail(session=session, reason="failed by operator")
 
 
 def _archive(session: Session) -> Session:
-    return services.session_archive(session=session)
+    return transitions.session_archive(session=session)
 
 
 def _recover_lock(session: Session) -> None:
-    if not services.session_lock_recover(session=session, force=True):
+    if not recovery.session_lock_recover(session=session, force=True):
         raise LockNotRecovered(session=session.pk)
 
 

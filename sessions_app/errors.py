@@ -1,11 +1,12 @@
-"""Domain errors of sessions, spawns, handoffs, summaries and interventions.
+"""Domain errors of sessions, spawns, summaries and interventions, and those a handoff
+shares with a spawn (capacity, lock lease, workspace); handoff-only ones: handoffs.errors.
 
 common.api.exceptions maps every DomainError to DESIGN.md's error body by its status/code.
 """
 
 from __future__ import annotations
 
-from common.errors import DomainError, InvalidInput
+from common.errors import DomainError
 
 
 class IllegalTransition(DomainError):
@@ -13,24 +14,9 @@ class IllegalTransition(DomainError):
     message = "The session cannot do that from its current status."
 
 
-class SessionNotIdle(DomainError):
-    code = "session_not_idle"
-    message = "The source session is not idle."
-
-
-class VersionConflict(DomainError):
-    code = "version_conflict"
-    message = "The session's owner version is not the expected one."
-
-
 class CapacityExceeded(DomainError):
     code = "capacity_exceeded"
     message = "Delegation capacity exceeded."
-
-
-class DuplicateRecipient(InvalidInput):
-    code = "duplicate_recipient"
-    message = "The same recipient appears more than once."
 
 
 class LockExpired(DomainError):

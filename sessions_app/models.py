@@ -1,8 +1,9 @@
 """Sessions, sub-sessions, summaries and workspaces.
 
-Writes go through sessions_app/services.py (and handoffs/services.py); reads through
-sessions_app/selectors.py. Every status change is a conditional UPDATE on the status it
-starts from, so two requests racing for the same session never both win.
+Writes go through sessions_app's services (transitions, spawn, summaries, recovery,
+retention, workspaces) and handoffs/services.py; reads through sessions_app/selectors.py.
+Every status change is a conditional UPDATE on the status it starts from, so two requests
+racing for the same session never both win.
 """
 
 from __future__ import annotations

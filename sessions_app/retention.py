@@ -44,8 +44,7 @@ from sessions_app.models import (
     Workspace,
     WorkspaceStatus,
 )
-from sessions_app.services import workspace_dispose
-from sessions_app.workspaces import WorkspaceError
+from sessions_app.workspaces import WorkspaceError, workspace_dispose
 from threads import events
 from threads.events import event_record
 from threads.message_format import message_json
@@ -239,13 +238,7 @@ def subsession_archive(*, subsession: SubSession) -> SubSession:
     key = bundle_key(edge.pk)
     bundle = subsession_bundle(subsession=edge)
     body = cold.gzip_json(bundle)
-    cold.put(key, body)
-    try:
-        stored = cold.get(key)
-    except cold.ColdObjectMissing as exc:
-        raise cold.ColdStorageUnavailable(key=key, reason="verify_missing") from exc
-    if stored != body:
-        raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
+    cold.put_verified(key, body)
 
     now = timezone.now()
     with transaction.atomic():

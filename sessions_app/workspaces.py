@@ -1,4 +1,4 @@
-"""Workspace drivers: where a session's agent works.
+"""Workspaces, where a session's agent works: their drivers and their rows.
 
 - `none`: nothing is made (no Workspace row either).
 - `directory`: a fresh directory `WORKSPACE_ROOT/<wsp id>`.
@@ -9,7 +9,10 @@
 
 Drivers do slow I/O (filesystem, git subprocesses): call them outside any transaction. They
 raise WorkspaceError on failure and clean up what they made half-way, so a failed create
-leaves nothing behind. Row bookkeeping lives in sessions_app/services.py.
+leaves nothing behind.
+
+The rows (at the end): a Workspace row is written before its driver makes anything, so a
+crash mid-way leaves a record for the lock sweep to dispose.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
+from common.ids import new_id
+from sessions_app.models import Workspace, WorkspaceStatus
 from threads.models import WorkspaceBackend
 
 GIT_TIMEOUT_SECONDS = 120
@@ -158,3 +165,72 @@ def driver_for(backend: str) -> DirectoryDriver | GitWorktreeDriver | None:
         return _DRIVERS[backend]
     except KeyError:
         raise WorkspaceError(f"unknown workspace backend {backend!r}") from None
+
+
+# --- Rows ------------------------------------------------------------------------------
+
+
+def workspace_provision(
+    *,
+    tenant_id: str,
+    project_id: str,
+    backend: str,
+    label: str,
+    operation: str,
+    lease_expires_at: datetime,
+) -> Workspace | None:
+    """Make a workspace; None for the `none` backend. Call outside any transaction.
+
+    The row is written first (status provisioning, with its planned path), so a crash
+    mid-way leaves a record for the sweep; on failure it is marked failed and the driver's
+    WorkspaceError propagates."""
+    driver = driver_for(backend)
+    if driver is None:
+        return None
+    workspace_id = new_id("wsp")
+    plan = driver.plan(workspace_id)
+    workspace = Workspace.objects.create(
+        id=workspace_id,
+        tenant_id=tenant_id,
+        project_id=project_id,
+        backend=backend,
+        label=label,
+        operation=operation,
+        lease_expires_at=lease_expires_at,
+        path=plan.path,
+        branch=plan.branch,
+    )
+    try:
+        driver.create(plan)
+    except WorkspaceError as exc:
+        Workspace.objects.filter(pk=workspace.pk).update(
+            status=WorkspaceStatus.FAILED, error=str(exc)[:4000]
+        )
+        raise
+    Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.READY)
+    workspace.status = WorkspaceStatus.READY
+    return workspace
+
+
+def workspace_attach(*, workspace: Workspace, session_id: str) -> None:
+    """Inside the commit transaction: the workspace now belongs to the session and is no
+    longer an orphan candidate."""
+    Workspace.objects.filter(pk=workspace.pk).update(session_id=session_id, lease_expires_at=None)
+
+
+def workspace_dispose(*, workspace: Workspace) -> None:
+    """Remove the directory/worktree (idempotent) and mark the row disposed. Call outside
+    any transaction. A failure is recorded on the row and raised (WorkspaceError)."""
+    if workspace.status == WorkspaceStatus.DISPOSED:
+        return
+    driver = driver_for(workspace.backend)
+    try:
+        if driver is not None:
+            driver.dispose(Plan(path=workspace.path, branch=workspace.branch))
+    except WorkspaceError as exc:
+        Workspace.objects.filter(pk=workspace.pk).update(error=str(exc)[:4000])
+        raise
+    Workspace.objects.filter(pk=workspace.pk).exclude(status=WorkspaceStatus.DISPOSED).update(
+        status=WorkspaceStatus.DISPOSED, disposed_at=timezone.now()
+    )
+    workspace.status = WorkspaceStatus.DISPOSED

@@ -86,7 +86,7 @@ SCHEDULES += [
 ]
 
 
-# Sessions (sessions_app/services.py session_locks_recover).
+# Sessions (sessions_app/recovery.py session_locks_recover).
 SCHEDULES += [
     Schedule(
         name="session-lock-recovery",

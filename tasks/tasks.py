@@ -13,8 +13,8 @@ from datetime import datetime
 from celery import shared_task
 from django.db.models import Count, Q
 
+from sessions_app.recovery import session_locks_recover
 from sessions_app.retention import subsessions_retention_sweep
-from sessions_app.services import session_locks_recover
 from threads.conversation.backstop import compaction_backstop
 from threads.conversation.compaction import COMPACTION_RUN_TASK, RetryLater, compaction_run
 from threads.conversation.warming import SWEEP_BATCH, RetryWarm, warm_timer_run, warming_sweep

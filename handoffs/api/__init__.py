@@ -1,0 +1,2 @@
+"""The REST API of handoffs (single and broadcast). Imports handoffs, sessions_app, threads
+and common."""

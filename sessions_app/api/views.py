@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
-from sessions_app import selectors, services
+from sessions_app import selectors, spawn, summaries, transitions
 from sessions_app.api.filters import SessionFilter
 from sessions_app.api.serializers import (
     SessionChildSerializer,
@@ -89,7 +89,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     def create(self, request: Request) -> Response:
         data = validated(SessionCreateSerializer, request.data)
-        session = services.session_create(
+        session = transitions.session_create(
             tenant=self.tenant, thread_id=data["thread"], actor=data["actor"]
         )
         return session_response(session, status.HTTP_201_CREATED)
@@ -99,7 +99,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     @extend_schema(**_transition_schema("Start a turn (idle → active)", hydrates=True))
     @action(detail=True, methods=["post"], url_path="turns/start", url_name="turns-start")
     def turns_start(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_turn_start(session=self.get_object()))
+        return session_response(transitions.session_turn_start(session=self.get_object()))
 
     @extend_schema(
         **_transition_schema(
@@ -112,8 +112,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def turns_settle(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(TurnSettleSerializer, request.data)
-        usage = services.Usage(**data["usage"])
-        session = services.session_turn_settle(session=session, usage=usage)
+        usage = transitions.Usage(**data["usage"])
+        session = transitions.session_turn_settle(session=session, usage=usage)
         # How many steering messages are still queued: the runtime's cue for the next turn.
         session.queued_messages = queue_count(thread=session.thread)
         return Response(SessionSettleResultSerializer(session).data)
@@ -121,12 +121,12 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     @extend_schema(**_transition_schema("Ask a human (active → awaiting_hitl)"))
     @action(detail=True, methods=["post"], url_path="hitl/request", url_name="hitl-request")
     def hitl_request(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_hitl_request(session=self.get_object()))
+        return session_response(transitions.session_hitl_request(session=self.get_object()))
 
     @extend_schema(**_transition_schema("The human answered (awaiting_hitl → active)"))
     @action(detail=True, methods=["post"], url_path="hitl/resolve", url_name="hitl-resolve")
     def hitl_resolve(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_hitl_resolve(session=self.get_object()))
+        return session_response(transitions.session_hitl_resolve(session=self.get_object()))
 
     @extend_schema(
         **_transition_schema("Fail a session (any status but archived)", SessionFailSerializer)
@@ -135,12 +135,12 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def fail(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionFailSerializer, request.data)
-        return session_response(services.session_fail(session=session, reason=data["reason"]))
+        return session_response(transitions.session_fail(session=session, reason=data["reason"]))
 
     @extend_schema(**_transition_schema("Archive a session (idle|failed; disposes its workspace)"))
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_archive(session=self.get_object()))
+        return session_response(transitions.session_archive(session=self.get_object()))
 
     @extend_schema(
         **_transition_schema(
@@ -150,7 +150,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     )
     @action(detail=True, methods=["post"])
     def merge(self, request: Request, pk: str) -> Response:
-        return session_response(services.session_merge(session=self.get_object()))
+        return session_response(summaries.session_merge(session=self.get_object()))
 
     # --- Children ----------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def spawn(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSpawnSerializer, request.data)
-        child, edge = services.session_spawn(
+        child, edge = spawn.session_spawn(
             session=session,
             actor=data["actor"],
             workspace_backend=data.get("workspace_backend"),
@@ -214,7 +214,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def interventions(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionInterventionSerializer, request.data)
-        child, edge = services.session_intervene(
+        child, edge = summaries.session_intervene(
             session=session, actor=data["actor"], prev_summary_id=data.get("prev_summary")
         )
         return with_edge_response(child, edge)
@@ -238,14 +238,14 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def summary(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSummaryInSerializer, request.data)
-        summary_in = services.SummaryIn(
+        summary_in = summaries.SummaryIn(
             outcome_status=data["outcome"]["status"],
             outcome_verdict=data["outcome"].get("verdict", ""),
             agent_summary=data["agent_summary"],
             key_decisions=tuple(data["key_decisions"]),
             deliverables=tuple(data["deliverables"]),
         )
-        summary, created = services.session_summarize(session=session, summary=summary_in)
+        summary, created = summaries.session_summarize(session=session, summary=summary_in)
         session.refresh_from_db()
         body = {
             "summary": SessionSummarySerializer(summary).data,

@@ -1,0 +1,1 @@
+"""Management commands of sessions (lock recovery). Import sessions_app and below."""

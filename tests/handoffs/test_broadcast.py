@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import spawn, transitions
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.handoffs.test_single import handoff
@@ -76,9 +76,9 @@ def test_a_broadcast_of_exactly_the_width_is_allowed(api, session):
 
 def test_existing_children_count_towards_the_width(api, session):
     for n in range(6):
-        services.session_spawn(session=session, actor=agent(f"s{n}"))
-    services.session_turn_start(session=session)
-    services.session_turn_settle(session=session, usage=services.Usage())
+        spawn.session_spawn(session=session, actor=agent(f"s{n}"))
+    transitions.session_turn_start(session=session)
+    transitions.session_turn_settle(session=session, usage=transitions.Usage())
     session.refresh_from_db()
 
     details = assert_error(
@@ -110,13 +110,13 @@ def _nothing_happened(session):
 def test_merge_waits_for_every_child_then_closes_the_broadcast(api, session):
     body = broadcast(api, session, [agent(1), agent(2)]).json()
     first, second = (Session.objects.get(pk=s["id"]) for s in body["recipient_sessions"])
-    services.session_turn_start(session=first)
+    transitions.session_turn_start(session=first)
 
     details = assert_error(api.post(url(session, "merge")), 409, "children_running")
     assert details["running"] == [{"id": first.pk, "status": "active"}]
     assert details["total_running"] == 1
 
-    services.session_fail(session=first)
+    transitions.session_fail(session=first)
     response = api.post(url(session, "merge"))
 
     assert response.status_code == 200, response.content

@@ -6,7 +6,7 @@ and the database is exactly as the setup left it."""
 from __future__ import annotations
 
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import spawn, summaries, transitions
 from sessions_app.models import Session, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.handoffs.test_broadcast import broadcast
@@ -42,7 +42,7 @@ def test_a_duplicate_recipient_is_refused_before_the_archived_thread(api, thread
 
 
 def test_an_archived_thread_is_refused_before_the_session_status(api, thread, session):
-    services.session_fail(session=session)  # (a failed session does not block archiving)
+    transitions.session_fail(session=session)  # (a failed session does not block archiving)
     thread_services.thread_archive(thread=thread)
     before = everything()
 
@@ -52,7 +52,7 @@ def test_an_archived_thread_is_refused_before_the_session_status(api, thread, se
 
 
 def test_a_session_that_is_not_idle_is_refused_before_the_capacity(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     before = everything()
 
     details = assert_error(broadcast(api, session, NINE), 409, "session_not_idle")
@@ -73,10 +73,10 @@ def test_the_width_is_refused_before_the_version(api, session):
 def test_the_depth_is_refused_before_the_version(api, project, session):
     project.max_delegation_depth = 1
     project.save(update_fields=["max_delegation_depth"])
-    child, _ = services.session_spawn(session=session, actor=agent(1))
-    services.session_summarize(
+    child, _ = spawn.session_spawn(session=session, actor=agent(1))
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="done"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),
     )
     before = everything()
 

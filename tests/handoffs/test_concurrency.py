@@ -10,7 +10,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import transitions
 from sessions_app.models import Session, SubSession
 from tests.sessions_app.fixtures import USER, agent
 
@@ -47,7 +47,7 @@ def race(api, bodies: list[dict]) -> list[tuple[int, str | None]]:
 
 @pytest.mark.django_db(transaction=True)
 def test_sixteen_concurrent_single_handoffs_commit_exactly_once(api, thread):
-    source = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    source = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     bodies = [
         {
             "mode": "single",
@@ -78,7 +78,7 @@ def test_sixteen_concurrent_single_handoffs_commit_exactly_once(api, thread):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_broadcasts_on_one_source_one_wins(api, thread):
-    source = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    source = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     bodies = [
         {
             "mode": "broadcast",

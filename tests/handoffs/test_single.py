@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import spawn, summaries, transitions
 from sessions_app.models import Session, SubSession
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent
@@ -99,7 +99,7 @@ def test_a_source_that_is_not_idle_is_refused_with_its_reason(api, session, stat
 
 
 def test_the_status_check_comes_before_the_version_check(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     assert_error(handoff(api, session, version=7), 409, "session_not_idle")
 
@@ -107,10 +107,10 @@ def test_the_status_check_comes_before_the_version_check(api, session):
 def test_depth_is_checked_for_single_handoffs(api, project, session):
     project.max_delegation_depth = 1
     project.save(update_fields=["max_delegation_depth"])
-    child, _ = services.session_spawn(session=session, actor=AGENT)
-    services.session_summarize(
+    child, _ = spawn.session_spawn(session=session, actor=AGENT)
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="done"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),
     )
 
     details = assert_error(handoff(api, child, [USER]), 409, "capacity_exceeded")

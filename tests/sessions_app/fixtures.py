@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions_app import services
+from sessions_app import transitions
 from sessions_app.models import Session
 from tests.conftest import Caller
 from threads.models import Thread
@@ -87,7 +87,7 @@ def make_session(api: Caller, thread: Thread):
     """make_session(actor=USER, thread=thread) → an idle session, made by the service."""
 
     def make(actor: dict | None = None, *, on: Thread | None = None) -> Session:
-        return services.session_create(
+        return transitions.session_create(
             tenant=api.tenant, thread_id=(on or thread).pk, actor=actor or USER
         )
 
@@ -105,4 +105,4 @@ def url(session_or_id, suffix: str = "") -> str:
 
 
 def active(session: Session) -> Session:
-    return services.session_turn_start(session=session)
+    return transitions.session_turn_start(session=session)

@@ -1,4 +1,4 @@
-"""The admin: lists with filters, read-only pages with links, actions through services."""
+"""The admin: lists with filters, read-only pages with links, actions through transitions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from handoffs import services as handoff_services
-from sessions_app import services
+from sessions_app import spawn, summaries, transitions
 from sessions_app.models import Session
 from tests.sessions_app.fixtures import AGENT, USER, agent
 from threads.models import Event
@@ -29,7 +29,7 @@ def run_action(admin_client, action: str, *sessions):
 def test_sessions_are_filtered_by_status_and_actor_kind(admin_client, make_session):
     user_session = make_session(USER)
     agent_session = make_session(AGENT)
-    services.session_turn_start(session=agent_session)
+    transitions.session_turn_start(session=agent_session)
 
     by_status = admin_client.get(changelist("sessions_app_session"), {"status__exact": "active"})
     by_kind = admin_client.get(changelist("sessions_app_session"), {"actor_kind": "user"})
@@ -40,7 +40,7 @@ def test_sessions_are_filtered_by_status_and_actor_kind(admin_client, make_sessi
 
 
 def test_a_session_page_links_to_its_relatives(admin_client, session):
-    child, _ = services.session_spawn(session=session, actor=AGENT)
+    child, _ = spawn.session_spawn(session=session, actor=AGENT)
 
     response = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
 
@@ -54,7 +54,7 @@ def test_a_session_page_links_to_its_relatives(admin_client, session):
 
 def test_the_fail_and_archive_actions_go_through_the_services(admin_client, make_session):
     first, second = make_session(), make_session()
-    services.session_turn_start(session=second)
+    transitions.session_turn_start(session=second)
 
     response = run_action(admin_client, "fail", first)
     assert "Failed 1 session." in response.content.decode()
@@ -91,10 +91,10 @@ def test_recover_lock_takes_a_lock_even_with_a_live_lease(admin_client, session,
 
 
 def test_the_other_pages_are_read_only_and_load(admin_client, api, session):
-    child, edge = services.session_spawn(session=session, actor=AGENT)
-    services.session_summarize(
+    child, edge = spawn.session_spawn(session=session, actor=AGENT)
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="done"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="done"),
     )
     result = handoff_services.handoff_execute(
         tenant=api.tenant,

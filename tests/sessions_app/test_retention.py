@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from sessions_app import retention, services
+from sessions_app import retention, spawn, summaries
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.schedules import SCHEDULES
 from tasks.tasks import subsessions_retention
@@ -33,7 +33,7 @@ def finished(session, project, workspace_root, s3):
     its project keeps idle sub-sessions for an hour, and it has been idle for two."""
     project.idle_subsession_ttl_seconds = 3600
     project.save(update_fields=["idle_subsession_ttl_seconds"])
-    child, edge = services.session_spawn(
+    child, edge = spawn.session_spawn(
         session=session, actor=agent(1), workspace_backend="directory"
     )
     history.messages_append(
@@ -43,9 +43,9 @@ def finished(session, project, workspace_root, s3):
             {"id": "c2", "role": "assistant", "content": "done"},
         ],
     )
-    services.session_summarize(
+    summaries.session_summarize(
         session=child,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary="Did it."),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="Did it."),
     )
     # Its whole life happened hours ago: spawned 4 h ago, the messages 3 h ago.
     earlier = timezone.now() - timedelta(hours=4)
@@ -158,7 +158,7 @@ def test_archive_on_demand_and_its_refusals(api, finished, s3):
 
 
 def test_a_running_sub_session_is_not_archivable(api, session, workspace_root, s3):
-    _, edge = services.session_spawn(session=session, actor=agent(2))
+    _, edge = spawn.session_spawn(session=session, actor=agent(2))
 
     details = assert_error(api.post(url(edge, "archive")), 409, "not_archivable")
 

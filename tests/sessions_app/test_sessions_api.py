@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sessions_app import services as session_services
+from sessions_app import transitions
 from sessions_app.models import Session
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, url
@@ -56,7 +56,7 @@ def test_sessions_are_listed_by_thread_and_status(api, thread, project, make_ses
     first = make_session()
     second = make_session(AGENT)
     elsewhere = make_session(on=other_thread)
-    session_services.session_turn_start(session=second)
+    transitions.session_turn_start(session=second)
 
     by_thread = api.get("/api/v1/sessions/", {"thread": thread.id}).json()
     assert [s["id"] for s in by_thread["results"]] == [first.id, second.id]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from sessions_app import services
+from sessions_app import summaries, transitions
 from sessions_app.errors import CapacityExceeded
 from sessions_app.models import Session, SubSession, Workspace
+from sessions_app.spawn import session_spawn
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, git_hook, url, worktrees
 from threads import services as thread_services
@@ -25,7 +26,7 @@ def spawn(api, parent, actor=AGENT, **body):
 def test_a_spawn_makes_an_active_child_with_its_edge_and_workspace(
     api, thread, session, workspace_root
 ):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     response = spawn(api, session, workspace_backend="directory")
 
@@ -78,10 +79,10 @@ def test_a_spawned_child_makes_the_thread_active(api, thread, session):
 @pytest.mark.parametrize("steps", [["start", "hitl"], ["fail"], ["archive"]])
 def test_only_an_idle_or_active_parent_can_spawn(api, session, steps):
     actions = {
-        "start": services.session_turn_start,
-        "hitl": services.session_hitl_request,
-        "fail": services.session_fail,
-        "archive": services.session_archive,
+        "start": transitions.session_turn_start,
+        "hitl": transitions.session_hitl_request,
+        "fail": transitions.session_fail,
+        "archive": transitions.session_archive,
     }
     for step in steps:
         actions[step](session=session)
@@ -95,7 +96,7 @@ def test_only_an_idle_or_active_parent_can_spawn(api, session, steps):
 def _chain(parent, length):
     """`length` spawned generations under parent; returns the last child."""
     for n in range(length):
-        parent, _ = services.session_spawn(session=parent, actor=agent(n))
+        parent, _ = session_spawn(session=parent, actor=agent(n))
     return parent
 
 
@@ -135,9 +136,9 @@ def test_width_allows_the_limit_and_refuses_one_more(api, session):
 def test_archived_children_free_their_width_slot(api, project, session):
     project.max_delegation_width = 1
     project.save(update_fields=["max_delegation_width"])
-    child, _ = services.session_spawn(session=session, actor=AGENT)
-    services.session_fail(session=child)
-    services.session_archive(session=child)
+    child, _ = session_spawn(session=session, actor=AGENT)
+    transitions.session_fail(session=child)
+    transitions.session_archive(session=child)
 
     assert spawn(api, session, agent(2)).status_code == 201
 
@@ -145,7 +146,7 @@ def test_archived_children_free_their_width_slot(api, project, session):
 def test_a_failed_workspace_rolls_the_spawn_back(api, project, session, git_repo):
     project.max_delegation_width = 1
     project.save(update_fields=["max_delegation_width"])
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     before = Session.objects.filter(pk=session.pk).values().get()
     git_hook(git_repo, fail_on=1)  # the first `git worktree add` fails for real
 
@@ -209,13 +210,13 @@ def test_another_tenant_cannot_spawn_or_list_children(api, outsider, session):
 def test_concurrent_spawns_never_exceed_the_width(api, project, thread):
     project.max_delegation_width = 3
     project.save(update_fields=["max_delegation_width"])
-    parent = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=AGENT)
+    parent = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=AGENT)
     barrier, results = threading.Barrier(8), []
 
     def contender(n):
         try:
             barrier.wait(5)
-            services.session_spawn(session=parent, actor=agent(n))
+            session_spawn(session=parent, actor=agent(n))
             results.append("spawned")
         except CapacityExceeded as exc:
             results.append(exc.details["dimension"])
@@ -235,6 +236,6 @@ def test_concurrent_spawns_never_exceed_the_width(api, project, thread):
 def test_interventions_take_no_width_slot(api, project, session):
     project.max_delegation_width = 1
     project.save(update_fields=["max_delegation_width"])
-    services.session_intervene(session=session, actor=USER)
+    summaries.session_intervene(session=session, actor=USER)
 
     assert spawn(api, session).status_code == 201

@@ -7,7 +7,7 @@ import pytest
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import summaries, transitions
 from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -27,7 +27,7 @@ def summarize(api, session, body=None):
 
 
 def test_a_summary_is_stored_and_the_session_goes_idle(api, thread, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     response = summarize(api, session)
 
@@ -75,7 +75,7 @@ def test_a_summary_of_a_session_locked_by_a_dead_handoff_closes_that_handoff(api
 
 
 def test_the_same_summary_again_is_a_no_op(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     first = summarize(api, session).json()
 
     again = summarize(api, session)
@@ -86,7 +86,7 @@ def test_the_same_summary_again_is_a_no_op(api, session):
 
 
 def test_a_different_summary_is_409_already_summarized(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     first = summarize(api, session).json()
 
     details = assert_error(
@@ -104,7 +104,7 @@ def test_an_idle_session_without_a_summary_cannot_be_summarized(api, session):
 
 
 def test_an_agent_summary_over_4000_characters_is_400(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
     response = summarize(api, session, {**SUMMARY, "agent_summary": "x" * 4001})
 
@@ -114,7 +114,7 @@ def test_an_agent_summary_over_4000_characters_is_400(api, session):
 
 
 def test_exactly_4000_characters_is_fine(api, session):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     assert summarize(api, session, {**SUMMARY, "agent_summary": "x" * 4000}).status_code == 201
 
 
@@ -131,7 +131,7 @@ def test_exactly_4000_characters_is_fine(api, session):
     ],
 )
 def test_bad_summaries_are_400(api, session, body):
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     assert_error(summarize(api, session, body), 400, "validation_error")
 
 
@@ -154,10 +154,10 @@ def intervene(api, session, actor=AGENT, prev_summary=None):
 
 
 def _summarized(session) -> Summary:
-    services.session_turn_start(session=session)
-    summary, _ = services.session_summarize(
+    transitions.session_turn_start(session=session)
+    summary, _ = summaries.session_summarize(
         session=session,
-        summary=services.SummaryIn(outcome_status="succeeded", agent_summary=f"{session.pk}"),
+        summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary=f"{session.pk}"),
     )
     return summary
 
@@ -194,7 +194,7 @@ def test_a_chain_leading_back_to_the_session_is_a_cycle(api, make_session):
     target, elsewhere = make_session(), make_session(AGENT)
     target_summary = _summarized(target)
     # An intervention elsewhere continues from the target's summary …
-    child, _ = services.session_intervene(
+    child, _ = summaries.session_intervene(
         session=elsewhere, actor=agent(2), prev_summary_id=target_summary.pk
     )
     derived = _summarized(child)
@@ -209,7 +209,7 @@ def test_a_chain_longer_than_the_limit_is_refused(api, project, make_session):
     root = make_session()
     summary = _summarized(make_session(AGENT))
     for n in range(2):  # a chain of three summaries: each intervention's summary links back
-        child, _ = services.session_intervene(
+        child, _ = summaries.session_intervene(
             session=root, actor=agent(n), prev_summary_id=summary.pk
         )
         summary = _summarized(child)
@@ -226,7 +226,7 @@ def test_a_chain_at_the_limit_is_allowed(api, project, make_session):
     project.save(update_fields=["max_intervention_depth"])
     root = make_session()
     first = _summarized(make_session(AGENT))
-    child, _ = services.session_intervene(session=root, actor=AGENT, prev_summary_id=first.pk)
+    child, _ = summaries.session_intervene(session=root, actor=AGENT, prev_summary_id=first.pk)
     second = _summarized(child)
 
     assert intervene(api, root, prev_summary=second.pk).status_code == 201
@@ -240,7 +240,7 @@ def test_intervention_errors(api, outsider, thread, session):
     assert_error(intervene(api, session, prev_summary="sum_000000000000"), 404, "not_found")
     assert_error(api.post(url(session, "interventions"), {"actor": "x"}), 400, "validation_error")
     assert_error(intervene(outsider, session), 404, "not_found")
-    services.session_archive(session=session)
+    transitions.session_archive(session=session)
     assert_error(intervene(api, session), 409, "illegal_transition")
     thread_services.thread_archive(thread=thread)
     assert_error(intervene(api, session), 409, "thread_archived")
@@ -251,7 +251,9 @@ def test_another_tenants_summary_cannot_be_referenced(api, outsider, session):
         tenant=outsider.tenant,
         project_id=tenancy.project_create(tenant=outsider.tenant, name="p").pk,
     )
-    theirs = services.session_create(tenant=outsider.tenant, thread_id=theirs_thread.pk, actor=USER)
+    theirs = transitions.session_create(
+        tenant=outsider.tenant, thread_id=theirs_thread.pk, actor=USER
+    )
     summary = _summarized(theirs)
 
     assert_error(intervene(api, session, prev_summary=summary.pk), 404, "not_found")

@@ -4,7 +4,7 @@ every endpoint, absent from every list, and nothing changes."""
 from __future__ import annotations
 
 from handoffs import services as handoff_services
-from sessions_app import services
+from sessions_app import transitions
 from sessions_app.models import Session, SubSession, Summary
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -76,7 +76,7 @@ def test_an_outsider_gets_404_on_every_endpoint_and_changes_nothing(api, outside
 def test_an_outsiders_own_sessions_do_not_leak_into_ours(api, outsider, session):
     project = tenancy.project_create(tenant=outsider.tenant, name="theirs")
     theirs = thread_services.thread_create(tenant=outsider.tenant, project_id=project.pk)
-    services.session_create(tenant=outsider.tenant, thread_id=theirs.pk, actor=USER)
+    transitions.session_create(tenant=outsider.tenant, thread_id=theirs.pk, actor=USER)
 
     ours = api.get("/api/v1/sessions/").json()["results"]
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from common.errors import ThreadArchived, ThreadNotEmpty
-from sessions_app import services
+from sessions_app import transitions
 from sessions_app.models import Session
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import USER
@@ -25,8 +25,8 @@ def archive(api, thread):
 @pytest.mark.parametrize(
     "steps",
     [
-        [services.session_turn_start],
-        [services.session_turn_start, services.session_hitl_request],
+        [transitions.session_turn_start],
+        [transitions.session_turn_start, transitions.session_hitl_request],
     ],
     ids=["active", "awaiting_hitl"],
 )
@@ -58,8 +58,8 @@ def test_archive_is_refused_for_locked_and_awaiting_merge_sessions(api, thread, 
 
 def test_idle_failed_and_archived_sessions_do_not_block_archiving(api, thread, make_session):
     make_session()
-    services.session_fail(session=make_session())
-    services.session_archive(session=make_session())
+    transitions.session_fail(session=make_session())
+    transitions.session_archive(session=make_session())
 
     response = archive(api, thread)
 
@@ -94,7 +94,7 @@ def test_the_blocking_sample_is_capped_at_50_with_the_total(api, thread):
 
 
 def test_delete_is_refused_while_any_session_is_attached(api, thread, session):
-    services.session_archive(session=session)
+    transitions.session_archive(session=session)
 
     details = assert_error(api.delete(f"/api/v1/threads/{thread.id}/"), 409, "thread_not_empty")
 
@@ -133,7 +133,7 @@ def test_a_session_cannot_be_created_on_a_thread_being_archived(api, thread):
 
     # The archive holds the thread's row lock: the create waits for it, then sees archived.
     with pytest.raises(ThreadArchived):
-        services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+        transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     archiver.join()
 
     assert errors == []
@@ -142,11 +142,11 @@ def test_a_session_cannot_be_created_on_a_thread_being_archived(api, thread):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_thread_cannot_be_archived_while_a_turn_is_starting(api, thread):
-    session = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    session = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     started, errors = threading.Event(), []
     starter = threading.Thread(
         target=_hold_in_transaction,
-        args=(lambda: services.session_turn_start(session=session), 0.5, started, errors),
+        args=(lambda: transitions.session_turn_start(session=session), 0.5, started, errors),
     )
     starter.start()
     started.wait(5)
@@ -183,7 +183,7 @@ def test_the_admin_bulk_delete_skips_threads_with_sessions(admin_client, thread,
 
 def test_reopening_a_closed_thread_during_a_turn_makes_it_active(api, thread, session):
     # given: a turn is running while the user closed the conversation
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
     assert api.post(f"/api/v1/threads/{thread.id}/close").json()["lifecycle"] == "closed"
     # when
     response = api.post(f"/api/v1/threads/{thread.id}/open")

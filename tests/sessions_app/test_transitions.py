@@ -7,7 +7,7 @@ import pytest
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import recovery, transitions
 from sessions_app.models import Session, SessionStatus, SubSession, Workspace
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import AGENT, USER, agent, url
@@ -157,12 +157,12 @@ def _broadcast_to_two(*, session) -> None:
 def _bring_to(session, status):
     steps = {
         "idle": [],
-        "active": [services.session_turn_start],
-        "awaiting_hitl": [services.session_turn_start, services.session_hitl_request],
+        "active": [transitions.session_turn_start],
+        "awaiting_hitl": [transitions.session_turn_start, transitions.session_hitl_request],
         "locked": [_lock_for_a_handoff],
         "awaiting_merge": [_broadcast_to_two],
-        "failed": [services.session_fail],
-        "archived": [services.session_archive],
+        "failed": [transitions.session_fail],
+        "archived": [transitions.session_archive],
     }[status]
     for step in steps:
         step(session=session)
@@ -245,7 +245,7 @@ def test_failing_a_session_whose_handoff_died_after_its_lock_leaves_no_pending_h
     row = Handoff.objects.get()
     assert (row.outcome, row.recipient_session) == ("rolled_back", None)
     assert "left locked (fail)" in row.error
-    assert services.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
+    assert recovery.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
 
 
 def test_failing_a_session_awaiting_merge_leaves_its_broadcast_children_running(api, session):
@@ -377,13 +377,13 @@ def test_the_usage_seam_is_called_inside_the_settle_transaction(session, monkeyp
     """Auto-compaction and warming hook in at _on_turn_settled; it sees the stored usage."""
     seen = []
     monkeypatch.setattr(
-        services,
+        transitions,
         "_on_turn_settled",
         lambda *, session, thread: seen.append((session.status, thread.last_output_tokens)),
     )
-    services.session_turn_start(session=session)
+    transitions.session_turn_start(session=session)
 
-    services.session_turn_settle(session=session, usage=services.Usage(output_tokens=9))
+    transitions.session_turn_settle(session=session, usage=transitions.Usage(output_tokens=9))
 
     assert seen == [(SessionStatus.IDLE, 9)]
     assert Thread.objects.get(pk=session.thread_id).last_output_tokens == 9

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from sessions_app import services
+from sessions_app import workspaces
 from sessions_app.models import Workspace
 from sessions_app.workspaces import WorkspaceError
 from tests.sessions_app.fixtures import git, git_hook, worktrees
 
 
 def provision(project, backend):
-    return services.workspace_provision(
+    return workspaces.workspace_provision(
         tenant_id=project.tenant_id,
         project_id=project.pk,
         backend=backend,
@@ -37,7 +37,7 @@ def test_a_directory_workspace_is_made_and_disposed(project, workspace_root):
     assert Path(workspace.path) == workspace_root / workspace.pk
     assert Path(workspace.path).is_dir()
 
-    services.workspace_dispose(workspace=workspace)
+    workspaces.workspace_dispose(workspace=workspace)
 
     assert not Path(workspace.path).exists()
     workspace.refresh_from_db()
@@ -47,8 +47,8 @@ def test_a_directory_workspace_is_made_and_disposed(project, workspace_root):
 
 def test_disposing_twice_is_harmless(project, workspace_root):
     workspace = provision(project, "directory")
-    services.workspace_dispose(workspace=workspace)
-    services.workspace_dispose(workspace=Workspace.objects.get(pk=workspace.pk))
+    workspaces.workspace_dispose(workspace=workspace)
+    workspaces.workspace_dispose(workspace=Workspace.objects.get(pk=workspace.pk))
 
 
 def test_a_directory_that_cannot_be_made_fails_and_is_recorded(project, workspace_root):
@@ -72,7 +72,7 @@ def test_a_git_worktree_is_added_and_removed(project, git_repo, workspace_root):
     assert (Path(workspace.path) / "README").read_text() == "hello\n"
     assert worktrees(git_repo) == [workspace.path]
 
-    services.workspace_dispose(workspace=workspace)
+    workspaces.workspace_dispose(workspace=workspace)
 
     assert worktrees(git_repo) == []
     assert not Path(workspace.path).exists()
@@ -87,7 +87,7 @@ def test_a_branch_with_work_on_it_survives_dispose(project, git_repo, workspace_
     git(tree, "add", "notes.txt")
     git(tree, "-c", "user.email=a@example.com", "-c", "user.name=a", "commit", "-q", "-m", "work")
 
-    services.workspace_dispose(workspace=workspace)
+    workspaces.workspace_dispose(workspace=workspace)
 
     assert worktrees(git_repo) == []
     assert workspace.branch in git(git_repo, "branch", "--list", "threadline/*")
@@ -132,7 +132,7 @@ def test_a_dispose_that_git_refuses_raises_and_keeps_the_row_live(
     workspace = provision(project, "git-worktree")
 
     with pytest.raises(WorkspaceError, match="locked"):
-        services.workspace_dispose(workspace=workspace)
+        workspaces.workspace_dispose(workspace=workspace)
 
     workspace.refresh_from_db()
     assert workspace.status == "ready"

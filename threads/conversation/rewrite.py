@@ -97,9 +97,7 @@ def archive_body(thread: Thread, compaction: Compaction, older: list[dict[str, A
 
 def archive_write(key: str, body: bytes) -> None:
     """Write, then read back: the originals must be in the store before they are deleted."""
-    cold.put(key, body)
-    if cold.get(key) != body:
-        raise cold.ColdStorageUnavailable("The archived originals did not read back.", key=key)
+    cold.put_verified(key, body)
 
 
 def archive_discard(key: str) -> None:

@@ -85,6 +85,18 @@ def put(key: str, body: bytes) -> None:
         raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
 
 
+def put_verified(key: str, body: bytes) -> None:
+    """put, then read the object back: it must be exactly what was written (a snapshot or
+    an archive is trusted before the rows it holds are deleted)."""
+    put(key, body)
+    try:
+        stored = get(key)
+    except ColdObjectMissing as exc:
+        raise ColdStorageUnavailable(key=key, reason="verify_missing") from exc
+    if stored != body:
+        raise ColdStorageUnavailable(key=key, reason="verify_mismatch")
+
+
 def _write_parameters(store: S3Storage, key: str) -> dict[str, Any]:
     params = dict(store.get_object_parameters(key))
     params.setdefault(

@@ -157,16 +157,6 @@ def _lease_release(thread_id: str, lease: str, previous: str) -> None:
         logger.exception("could not release the flush lease of %s", thread_id)
 
 
-def _verify(key: str, body: bytes) -> None:
-    """Read the object back; it must be exactly what was written."""
-    try:
-        stored = cold.get(key)
-    except cold.ColdObjectMissing as exc:
-        raise cold.ColdStorageUnavailable(key=key, reason="verify_missing") from exc
-    if stored != body:
-        raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
-
-
 def thread_flush(*, thread: Thread, idle_before: datetime | None = None) -> Thread:
     """Move the thread's messages to cold storage (see the module docstring for the order).
 
@@ -196,8 +186,7 @@ def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
         snapshot = snapshot_encode(thread=current)
         body = cold.gzip_json(snapshot)
         key = snapshot_key(current.pk)
-        cold.put(key, body)
-        _verify(key, body)
+        cold.put_verified(key, body)
         _flush_commit(
             current, snapshot, lease=lease, key=key, size=len(body), idle_before=idle_before
         )

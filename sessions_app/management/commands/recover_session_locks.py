@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from sessions_app.services import SWEEP_BATCH, session_locks_recover
+from sessions_app.recovery import SWEEP_BATCH, session_locks_recover
 
 
 class Command(BaseCommand):

@@ -18,7 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from handoffs import services as handoff_services
 from handoffs.models import Handoff
-from sessions_app import services
+from sessions_app import recovery, spawn, transitions, workspaces
 from sessions_app.models import Session, SubSession, Workspace
 from tasks.tasks import recover_session_locks_task
 from tests import workers
@@ -37,7 +37,7 @@ def lock_for_handoff(session, backend="directory"):
         recipients=[AGENT],
         backend=backend,
     )
-    workspace = services.workspace_provision(
+    workspace = workspaces.workspace_provision(
         tenant_id=session.tenant_id,
         project_id=session.project_id,
         backend=backend,
@@ -58,7 +58,7 @@ def test_an_expired_handoff_lock_is_reverted_and_its_workspace_disposed(session,
     row, workspace = lock_for_handoff(session)
     expire(session)
 
-    result = services.session_locks_recover()
+    result = recovery.session_locks_recover()
 
     assert result == {"recovered": 1, "workspaces_disposed": 0}
     source = Session.objects.get(pk=session.pk)
@@ -76,7 +76,7 @@ def test_an_expired_handoff_lock_is_reverted_and_its_workspace_disposed(session,
 def test_a_lock_whose_lease_is_live_is_left_alone(session, workspace_root):
     _, workspace = lock_for_handoff(session)
 
-    assert services.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
+    assert recovery.session_locks_recover() == {"recovered": 0, "workspaces_disposed": 0}
 
     assert Session.objects.get(pk=session.pk).status == "locked"
     assert Path(workspace.path).is_dir()
@@ -86,8 +86,8 @@ def test_the_sweep_recovers_a_lock_once(session, workspace_root):
     lock_for_handoff(session)
     expire(session)
 
-    assert services.session_locks_recover()["recovered"] == 1
-    assert services.session_locks_recover()["recovered"] == 0
+    assert recovery.session_locks_recover()["recovered"] == 1
+    assert recovery.session_locks_recover()["recovered"] == 0
     assert Event.objects.filter(kind="session.lock_recovered").count() == 1
 
 
@@ -96,14 +96,14 @@ def test_a_spawn_that_never_committed_is_compensated(session, workspace_root, mo
     def die(**kwargs):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(services, "_spawn_compensate", lambda **kwargs: None)
-    monkeypatch.setattr(services, "workspace_provision", die)
+    monkeypatch.setattr(spawn, "_spawn_compensate", lambda **kwargs: None)
+    monkeypatch.setattr(spawn, "workspace_provision", die)
     with pytest.raises(SystemExit):
-        services.session_spawn(session=session, actor=AGENT)
+        spawn.session_spawn(session=session, actor=AGENT)
     child = Session.objects.get(status="locked")
     expire(child)
 
-    assert services.session_locks_recover()["recovered"] == 1
+    assert recovery.session_locks_recover()["recovered"] == 1
 
     assert list(Session.objects.values_list("pk", flat=True)) == [session.pk]
     assert not SubSession.objects.exists()
@@ -114,9 +114,9 @@ def test_a_spawn_that_never_committed_is_compensated(session, workspace_root, mo
 def test_the_sweep_retries_a_dispose_that_failed_earlier(session, workspace_root):
     row, workspace = lock_for_handoff(session)
     expire(session)
-    services.session_locks_recover()
+    recovery.session_locks_recover()
     # A workspace an earlier rollback could not dispose: unattached, lease expired.
-    stray = services.workspace_provision(
+    stray = workspaces.workspace_provision(
         tenant_id=session.tenant_id,
         project_id=session.project_id,
         backend="directory",
@@ -125,7 +125,7 @@ def test_the_sweep_retries_a_dispose_that_failed_earlier(session, workspace_root
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
 
-    assert services.session_locks_recover()["workspaces_disposed"] == 1
+    assert recovery.session_locks_recover()["workspaces_disposed"] == 1
     assert not Path(stray.path).exists()
 
 
@@ -148,7 +148,7 @@ def test_the_sweep_is_scheduled_every_minute(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_celery_task_recovers_locks_on_a_real_worker(api, thread, workspace_root):
-    session = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    session = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     lock_for_handoff(session)
     expire(session)
 
@@ -163,7 +163,7 @@ def test_the_celery_task_recovers_locks_on_a_real_worker(api, thread, workspace_
 def test_a_process_killed_between_lock_and_commit_is_recovered_by_the_sweep(
     api, thread, git_repo, workspace_root
 ):
-    session = services.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
+    session = transitions.session_create(tenant=api.tenant, thread_id=thread.pk, actor=USER)
     # The handoff runs for real in another process; git's post-checkout hook (during
     # provisioning, after the lock committed) SIGKILLs that process.
     hook = git_repo / ".git" / "hooks" / "post-checkout"
@@ -211,9 +211,9 @@ def test_a_process_killed_between_lock_and_commit_is_recovered_by_the_sweep(
     assert Workspace.objects.get().status == "provisioning"
 
     # Not before the lease expires …
-    assert services.session_locks_recover()["recovered"] == 0
+    assert recovery.session_locks_recover()["recovered"] == 0
     expire(session)
-    services.session_locks_recover()
+    recovery.session_locks_recover()
 
     source.refresh_from_db()
     assert (source.status, source.owner_version, source.current_actor) == ("idle", 0, USER)
