@@ -94,27 +94,29 @@ def _page_from_database(
     if tier != Tier.HOT or flushed_at != thread.last_flushed_at:
         return None  # flushed meanwhile: the rows read may be partial
     page = [row for row in rows if row[-1] < budget][:limit]
-    decode = _row_decoder()
+    decode = _row_decoder(connection.vendor)
     members = [message_json(*decode(row[:-1])).encode() for row in page]
     more = len(rows) > len(page)
     return members, (page[-1][1] if more else None)
 
 
 @functools.cache
-def _row_decoder():
+def _row_decoder(vendor: str):
     """Raw cursor rows → Python values, as the ORM would give them (JSON decoded on
     backends that return text, datetimes made aware)."""
-    fields = [Message._meta.get_field(name) for name in MESSAGE_COLUMNS]
+    columns = [
+        Message._meta.get_field(name).get_col(Message._meta.db_table) for name in MESSAGE_COLUMNS
+    ]
     converters = [
-        [*connection.ops.get_db_converters(field), *field.get_db_converters(connection)]
-        for field in fields
+        [*connection.ops.get_db_converters(col), *col.output_field.get_db_converters(connection)]
+        for col in columns
     ]
 
     def decode(row: tuple) -> tuple:
         values = []
-        for value, field, steps in zip(row, fields, converters, strict=True):
+        for value, col, steps in zip(row, columns, converters, strict=True):
             for step in steps:
-                value = step(value, field, connection)
+                value = step(value, col, connection)
             values.append(value)
         return tuple(values)
 
