@@ -31,6 +31,10 @@ check: install
 
 bench: install
 	$(PY) bench/append_read.py
+	$(PY) bench/tiers.py
+	$(PY) bench/handoffs.py
+	$(PY) bench/conversation.py
+	$(PY) bench/peers.py
 
 clean:
 	rm -rf $(VENV) var

@@ -104,21 +104,41 @@ def gunicorn(
         cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
+    _SERVER_PIDS[base] = proc.pid
     try:
         _wait_ready(proc, port, ready_path, ready_timeout, log.name)
         yield base
     finally:
+        _SERVER_PIDS.pop(base, None)
         _stop(proc)
-        log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(log.name)
+        _drop_log(log, "gunicorn")
 
 
-def _wait_ready(proc: subprocess.Popen, port: int, path: str, timeout: float, log: str) -> None:
+_SERVER_PIDS: dict[str, int] = {}
+
+
+def _drop_log(log, name: str) -> None:
+    """Remove a server's log once it stopped, unless BENCH_KEEP_LOGS is set (then say where)."""
+    log.close()
+    if os.environ.get("BENCH_KEEP_LOGS"):
+        print(f"  {name} log kept: {log.name}", file=sys.stderr)
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(log.name)
+
+
+def server_pid(base_url: str) -> int:
+    """The pid of the gunicorn arbiter serving `base_url` (one started by gunicorn())."""
+    return _SERVER_PIDS[base_url]
+
+
+def _wait_ready(
+    proc: subprocess.Popen, port: int, path: str, timeout: float, log: str, name: str = "gunicorn"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"gunicorn exited {proc.returncode}:\n{Path(log).read_text()}")
+            raise BenchError(f"{name} exited {proc.returncode}:\n{Path(log).read_text()}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", path)
@@ -130,20 +150,129 @@ def _wait_ready(proc: subprocess.Popen, port: int, path: str, timeout: float, lo
             pass
         time.sleep(0.1)
     raise BenchError(
-        f"gunicorn did not answer {path} within {timeout:.0f} s:\n{Path(log).read_text()}"
+        f"{name} did not answer {path} within {timeout:.0f} s:\n{Path(log).read_text()[-3000:]}"
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)  # the arbiter stops its workers
+@contextlib.contextmanager
+def http_server(
+    cmd: Sequence[str],
+    *,
+    port: int,
+    env: dict[str, str],
+    cwd: Path | str,
+    name: str,
+    ready_path: str,
+    ready_timeout: float = 60.0,
+) -> Iterator[subprocess.Popen]:
+    """Start `cmd` (an HTTP server that listens on 127.0.0.1:`port`) in its own session,
+    wait until `ready_path` answers 200, yield the process, and always stop it (SIGTERM,
+    then SIGKILL of its process group). Output goes to a temporary log, shown on failure."""
+    log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # our own session: gunicorn and its workers
+        _wait_ready(proc, port, ready_path, ready_timeout, log.name, name)
+        yield proc
+    finally:
+        _stop(proc)
+        _drop_log(log, name)
+
+
+@contextlib.contextmanager
+def background(
+    cmd: Sequence[str], *, env: dict[str, str], cwd: Path | str = REPO, name: str = "process"
+) -> Iterator[subprocess.Popen]:
+    """Start `cmd` in its own session, yield it, always stop it (as gunicorn()). Its output
+    goes to a temporary log, removed afterwards."""
+    log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited {proc.returncode}:\n{Path(log.name).read_text()}")
+        yield proc
+    finally:
+        _stop(proc)
+        _drop_log(log, name)
+
+
+def celery_worker(env: dict[str, str]) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """A Celery worker (`celery -A config worker`, one process, solo pool) on `env`, which
+    must name a private CELERY_BROKER_URL (see bench_broker_env): a deployment runs one, and
+    some reads hand work to it (filling a thread's hot cache after a miss)."""
+    if env.get("CELERY_BROKER_URL", "filesystem://").startswith("filesystem://"):
+        raise BenchError("a bench worker needs its own broker (CELERY_BROKER_URL)")
+    cmd = [PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "warning", "-P", "solo"]
+    return background(cmd, env=env, name="celery")
+
+
+def bench_broker_env(env: dict[str, str], redis_url: str) -> dict[str, str]:
+    """`env` with CELERY_BROKER_URL on the bench's Redis database: tasks the bench's servers
+    enqueue never land in the project's var/broker (another worker could take them)."""
+    return {**env, "CELERY_BROKER_URL": redis_url}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # the arbiter stops its workers
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    # Our own session (its pid is its group's id while any member lives): whatever is left of
+    # it — gunicorn workers, a server's children — goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
         proc.wait(timeout=5)
+
+
+# --- CPU of other processes (Linux /proc) ----------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class Proc:
+    ppid: int
+    comm: str
+    cpu: float  # utime + stime of all its threads, seconds (1/CLK_TCK resolution)
+
+
+def proc_table() -> dict[int, Proc]:
+    """Every process readable in /proc: pid → (ppid, command name, CPU seconds so far)."""
+    out: dict[int, Proc] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        close = data.rindex(b")")
+        comm = data[data.index(b"(") + 1 : close].decode(errors="replace")
+        rest = data[close + 2 :].split()  # state ppid … utime(14) stime(15), 1-based
+        out[int(entry.name)] = Proc(int(rest[1]), comm, (int(rest[11]) + int(rest[12])) / _CLK_TCK)
+    return out
+
+
+def process_tree(table: dict[int, Proc], root: int) -> set[int]:
+    """`root` and all its descendants in `table`."""
+    children: dict[int, list[int]] = {}
+    for pid, proc in table.items():
+        children.setdefault(proc.ppid, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
 
 
 # --- PostgreSQL ------------------------------------------------------------------------
@@ -207,6 +336,29 @@ class Client:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def wait_hot_cache(
+    redis_url: str, thread_id: str, expect: int, read: Callable[[], Any], timeout: float = 30
+) -> bool:
+    """Call read() (a GET of the thread) until Redis holds the thread's `expect` messages —
+    a miss fills the hot cache, inline or through a task on the worker — for at most
+    `timeout` seconds; False if it never did (or Redis is unreachable)."""
+    from threads.storage.hotcache import keys  # the cache's own key layout
+
+    try:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            read()
+            if client.zcard(keys(thread_id)[1]) == expect:
+                return True
+            time.sleep(0.3)
+    except Exception:  # Redis down: the server serves from the database
+        return False
+    return False
 
 
 # --- Running and measuring -------------------------------------------------------------

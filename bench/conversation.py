@@ -14,6 +14,14 @@ services are called directly, as a Celery worker calls them):
    batches of warming.SWEEP_BATCH) until nothing due is left, and a check that each
    due timer was claimed exactly once.
 
+Beside each, a floor measured in the same run on a twin (the same rows): raw psycopg 3 and
+plain file I/O doing the least the same work needs — the SELECT of the thread's messages
+(read); the same archive bytes written to a file and read back (archive); the rewrite's
+statements in one transaction (commit: row lock, counts, INSERT … SELECT of the compacted
+ids, DELETE, re-sequencing UPDATE, summary INSERT, thread and compaction UPDATEs, event,
+COMMIT); the sweep's claim SQL per batch (SELECT … FOR NO KEY UPDATE SKIP LOCKED + UPDATE,
+COMMIT) over a second set of as many due timers. Summarizing has no floor.
+
 It prints a fixed-width table and asserts nothing about timings. `--json FILE` also writes
 the figures as JSON.
 """
@@ -25,7 +33,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from _common import (
     REPO,
@@ -37,8 +45,6 @@ from _common import (
     table,
     write_json,
 )
-
-from threads import message_format, tenancy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,13 +90,14 @@ def setup_django(database_url: str, cold_dir: str) -> None:
     }
 
 
-def seed_thread(n: int, content_bytes: int):
-    from threads import services
+def seed_thread(n: int, content_bytes: int, tenant=None, project=None, title: str = "long"):
+    from threads import message_format, services, tenancy
     from threads.models import Message, Thread
 
-    tenant, _ = tenancy.tenant_create(name="bench")
-    project = tenancy.project_create(tenant=tenant, name="bench")
-    thread = services.thread_create(tenant=tenant, project_id=project.id, title="long")
+    if tenant is None:
+        tenant, _ = tenancy.tenant_create(name="bench")
+        project = tenancy.project_create(tenant=tenant, name="bench")
+    thread = services.thread_create(tenant=tenant, project_id=project.id, title=title)
     words = ("the", "deploy", "failed", "because", "the", "migration", "locked", "billing")
     rows, tokens = [], 0
     for i in range(n):
@@ -170,6 +177,20 @@ def bench_sweep(tenant, project, n_threads: int, n_due: int) -> dict:
         ],
         batch_size=2000,
     )
+    # The floor's twins: as many timers, armed far ahead until the floor makes them due.
+    twins = Thread.objects.bulk_create(
+        [
+            Thread(
+                tenant=tenant,
+                project=project,
+                title=f"f{i}",
+                warming_enabled=True,
+                next_warm_at=now + timedelta(days=1, seconds=i),
+            )
+            for i in range(n_threads)
+        ],
+        batch_size=2000,
+    )
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -184,10 +205,182 @@ def bench_sweep(tenant, project, n_threads: int, n_due: int) -> dict:
             break
     if len(claimed) != n_due or len(set(claimed)) != n_due:
         raise BenchError(f"claimed {len(claimed)} ({len(set(claimed))} distinct), due {n_due}")
+    # Now the twins' first n_due fall due, as the others did (their claims are leased ahead).
+    for i, twin in enumerate(twins[:n_due]):
+        twin.next_warm_at = now - timedelta(seconds=1 + i)
+    Thread.objects.bulk_update(twins[:n_due], ["next_warm_at"], batch_size=2000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE threads_thread")
     return {
         "batch": SWEEP_BATCH,
         "sweeps": [{"ms": round(ms, 2), "claimed": count} for ms, count in sweeps],
         "claimed": len(claimed),
+        "total_ms": round(sum(ms for ms, _ in sweeps), 2),
+    }
+
+
+# --- Floors: the same work as raw SQL and plain files, on a twin ------------------------
+
+SELECT_ALL = (
+    "SELECT message_id, seq, role, content, metadata, token_estimate, created_at "
+    "FROM threads_message WHERE thread_id = %s ORDER BY seq"
+)
+REWRITE = (
+    ("SELECT * FROM threads_thread WHERE id = %(thread)s FOR NO KEY UPDATE", ()),
+    (
+        "SELECT count(*), coalesce(sum(token_estimate), 0) FROM threads_message "
+        "WHERE thread_id = %(thread)s AND seq > %(cut)s",
+        (),
+    ),
+    (
+        "INSERT INTO threads_compactedmessageid (thread_id, message_id, seq, compaction_id) "
+        "SELECT thread_id, message_id, seq, %(compaction)s FROM threads_message "
+        "WHERE thread_id = %(thread)s AND seq <= %(cut)s ON CONFLICT DO NOTHING",
+        (),
+    ),
+    ("DELETE FROM threads_message WHERE thread_id = %(thread)s AND seq <= %(cut)s", ()),
+    (
+        "UPDATE threads_message SET seq = seq + %(offset)s "
+        "WHERE thread_id = %(thread)s AND seq > %(cut)s",
+        (),
+    ),
+    (
+        "INSERT INTO threads_message (thread_id, message_id, seq, role, content, metadata, "
+        "token_estimate, created_at) VALUES (%(thread)s, %(summary_id)s, %(summary_seq)s, "
+        "'system', %(content)s, %(metadata)s, %(tokens)s, %(now)s)",
+        (),
+    ),
+    (
+        "UPDATE threads_thread SET last_seq = %(last_seq)s, message_count = %(count)s, "
+        "token_estimate = %(tokens_after)s, history_version = history_version + 1, "
+        "updated_at = %(now)s, last_input_tokens = 0, last_cache_read_tokens = 0, "
+        "last_cache_creation_tokens = 0 WHERE id = %(thread)s",
+        (),
+    ),
+    (
+        "UPDATE threads_compaction SET status = 'succeeded', error = '', "
+        "messages_summarized = %(summarized)s, messages_kept = %(kept)s, "
+        "tokens_before = %(tokens_before)s, tokens_after = %(tokens_after)s, "
+        "summary = %(summary)s, summary_message_id = %(summary_id)s, cut_seq = %(cut)s, "
+        "archive_key = %(key)s, provider = 'local', usage = %(usage)s, timings = %(timings)s, "
+        "finished_at = %(now)s WHERE id = %(compaction)s",
+        (),
+    ),
+    (
+        "INSERT INTO threads_event (public_id, thread_id, kind, payload, created_at, tenant_id) "
+        "VALUES (%(event)s, %(thread)s, 'thread.compacted', %(payload)s, %(now)s, %(tenant)s)",
+        (),
+    ),
+)
+
+
+def floor_compaction(database_url: str, twin, done, archive: bytes, cold_dir: str) -> dict:
+    """The floors of the compaction's phases on `twin` (a thread with the same rows), with
+    the summary and archive bytes of the run `done`."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from common.ids import new_id
+    from threads import message_format
+    from threads.models import Compaction
+
+    request = Compaction.objects.create(thread=twin, trigger="manual", keep_last=done.keep_last)
+    with psycopg.connect(database_url) as conn:
+        started = time.perf_counter()
+        rows = conn.execute(SELECT_ALL, (twin.pk,)).fetchall()
+        conn.commit()
+        read_ms = (time.perf_counter() - started) * 1000
+        older, kept = rows[: -done.keep_last], rows[-done.keep_last :]
+        cut = older[-1][1]
+
+        path = os.path.join(cold_dir, "floor-archive.json.gz")
+        started = time.perf_counter()
+        with open(path, "wb") as f:
+            f.write(archive)
+        with open(path, "rb") as f:
+            if f.read() != archive:
+                raise BenchError("floor: the archive read back differs")
+        archive_ms = (time.perf_counter() - started) * 1000
+
+        content = "The following is a summary of the previous conversation:\n\n" + done.summary
+        tokens = message_format.estimate_tokens(content)
+        kept_tokens = sum(r[5] for r in kept)
+        summary_seq = twin.last_seq + 1
+        params = {
+            "thread": twin.pk,
+            "tenant": twin.tenant_id,
+            "cut": cut,
+            "offset": summary_seq - cut,
+            "compaction": request.pk,
+            "summary_id": new_id("msg"),
+            "summary_seq": summary_seq,
+            "content": Jsonb(content),
+            "metadata": Jsonb({"compaction": request.pk, "messages_summarized": len(older)}),
+            "tokens": tokens,
+            "now": datetime.now(UTC),
+            "last_seq": twin.last_seq + summary_seq - cut,
+            "count": len(kept) + 1,
+            "tokens_after": tokens + kept_tokens,
+            "tokens_before": twin.token_estimate,
+            "summarized": len(older),
+            "kept": len(kept),
+            "summary": done.summary,
+            "key": "floor-archive.json.gz",
+            "usage": Jsonb({}),
+            "timings": Jsonb({}),
+            "event": new_id("evt"),
+            "payload": Jsonb({"compaction": request.pk, "messages_summarized": len(older)}),
+        }
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for statement, _ in REWRITE:
+                cur.execute(statement, params)
+        conn.commit()
+        commit_ms = (time.perf_counter() - started) * 1000
+        remaining = conn.execute(
+            "SELECT count(*) FROM threads_message WHERE thread_id = %s", (twin.pk,)
+        ).fetchone()[0]
+    if remaining != done.keep_last + 1:
+        raise BenchError(f"floor: {remaining} messages left, not {done.keep_last + 1}")
+    return {
+        "read_ms": round(read_ms, 1),
+        "archive_ms": round(archive_ms, 1),
+        "commit_ms": round(commit_ms, 1),
+    }
+
+
+FLOOR_DUE = (
+    "SELECT id FROM threads_thread WHERE next_warm_at <= %(now)s AND warming_enabled "
+    "AND status = 'open' AND NOT lifecycle = 'closed' AND NOT lifecycle = 'active' "
+    "ORDER BY next_warm_at LIMIT %(limit)s FOR NO KEY UPDATE SKIP LOCKED"
+)
+FLOOR_CLAIM = (
+    "UPDATE threads_thread SET next_warm_at = %(lease)s WHERE next_warm_at <= %(now)s "
+    "AND warming_enabled AND status = 'open' AND NOT lifecycle = 'closed' "
+    "AND NOT lifecycle = 'active' AND id = ANY(%(ids)s)"
+)
+
+
+def floor_sweep(database_url: str, batch: int) -> dict:
+    """The sweep's claim as raw SQL, batch after batch until nothing due is left."""
+    import psycopg
+
+    sweeps, claimed = [], 0
+    with psycopg.connect(database_url) as conn:
+        while True:
+            now = datetime.now(UTC)
+            params = {"now": now, "limit": batch, "lease": now + timedelta(seconds=120)}
+            started = time.perf_counter()
+            ids = [pk for (pk,) in conn.execute(FLOOR_DUE, params).fetchall()]
+            count = conn.execute(FLOOR_CLAIM, {**params, "ids": ids}).rowcount if ids else 0
+            conn.commit()
+            sweeps.append(((time.perf_counter() - started) * 1000, count))
+            claimed += count
+            if len(ids) < batch:
+                break
+    return {
+        "sweeps": [{"ms": round(ms, 2), "claimed": n} for ms, n in sweeps],
+        "claimed": claimed,
         "total_ms": round(sum(ms for ms, _ in sweeps), 2),
     }
 
@@ -200,36 +393,91 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tl-bench-cold-") as cold_dir:
         setup_django(url, cold_dir)
         tenant, project, thread = seed_thread(args.messages, args.content_bytes)
+        *_, twin = seed_thread(args.messages, args.content_bytes, tenant, project, "twin")
         compaction = bench_compaction(thread, args.keep_last)
+        from threads.models import Compaction
+        from threads.storage import cold
+
+        done = Compaction.objects.filter(thread=thread, status="succeeded").get()
+        floor = floor_compaction(url, twin, done, cold.get(done.archive_key), cold_dir)
         sweep = bench_sweep(tenant, project, args.threads, args.due)
+        floor["sweep"] = floor_sweep(url, sweep["batch"])
+        if floor["sweep"]["claimed"] != args.due:
+            raise BenchError(f"floor: claimed {floor['sweep']['claimed']}, due {args.due}")
+
+    def ratio(ours: float, theirs: float) -> str:
+        return f"{ours / theirs:.1f}x" if theirs else ""
 
     t = compaction["timings"]
     rest_ms = compaction["total_ms"] - t["provider_ms"] - t["archive_ms"] - t["commit_ms"]
     rows = [
-        ("PostgreSQL", version),
-        (f"compaction of {args.messages:,} messages", f"{compaction['total_ms']:,.0f} ms"),
-        ("  summarize (local provider)", f"{t['provider_ms']:,} ms"),
-        ("  archive write + read-back", f"{t['archive_ms']:,} ms"),
-        ("  commit transaction", f"{t['commit_ms']:,} ms"),
-        ("  read + cut + prompt (rest)", f"{rest_ms:,.0f} ms"),
+        ("PostgreSQL", version, "", ""),
+        (
+            f"compaction of {args.messages:,} messages",
+            f"{compaction['total_ms']:,.0f} ms",
+            "",
+            "",
+        ),
+        ("  summarize (local provider)", f"{t['provider_ms']:,} ms", "(none)", ""),
+        (
+            "  archive write + read-back",
+            f"{t['archive_ms']:,} ms",
+            f"{floor['archive_ms']:,.1f} ms",
+            ratio(t["archive_ms"], floor["archive_ms"]),
+        ),
+        (
+            "  commit transaction",
+            f"{t['commit_ms']:,} ms",
+            f"{floor['commit_ms']:,.1f} ms",
+            ratio(t["commit_ms"], floor["commit_ms"]),
+        ),
+        (
+            "  read + cut + prompt (rest)",
+            f"{rest_ms:,.0f} ms",
+            f"{floor['read_ms']:,.1f} ms",
+            ratio(rest_ms, floor["read_ms"]),
+        ),
         (
             "tokens before → after",
             f"{compaction['tokens_before']:,} → {compaction['tokens_after']:,}",
+            "",
+            "",
         ),
         (
             "rows written",
             f"{compaction['rows_deleted']:,} deleted, {compaction['rows_resequenced']} "
             f"re-sequenced, 1 inserted (+ thread, compaction, event)",
+            "",
+            "",
         ),
-        ("archive (gzip JSON)", f"{compaction['archive_bytes']:,} bytes"),
-        (f"sweep claims, {args.due:,} due of {args.threads:,}", f"{sweep['total_ms']:,.1f} ms"),
+        ("archive (gzip JSON)", f"{compaction['archive_bytes']:,} bytes", "", ""),
+        (
+            f"sweep claims, {args.due:,} due of {args.threads:,}",
+            f"{sweep['total_ms']:,.1f} ms",
+            f"{floor['sweep']['total_ms']:,.1f} ms",
+            ratio(sweep["total_ms"], floor["sweep"]["total_ms"]),
+        ),
     ]
-    rows += [
-        (f"  sweep {i + 1} ({s['claimed']} claimed)", f"{s['ms']:,.2f} ms")
-        for i, s in enumerate(sweep["sweeps"])
-    ]
-    print(table(("measure", "value"), rows, right={1}))
-    write_json(args.json, {"postgres": version, "compaction": compaction, "sweep": sweep})
+    floor_sweeps = floor["sweep"]["sweeps"]
+    for i, s in enumerate(sweep["sweeps"]):
+        theirs = floor_sweeps[i]["ms"] if i < len(floor_sweeps) else float("nan")
+        rows.append(
+            (
+                f"  sweep {i + 1} ({s['claimed']} claimed)",
+                f"{s['ms']:,.2f} ms",
+                f"{theirs:,.2f} ms",
+                ratio(s["ms"], theirs),
+            )
+        )
+    print(table(("measure", "Threadline", "floor", "ratio"), rows, right={1, 2, 3}))
+    print(
+        "floor (same run, a twin with the same rows): read = raw SELECT of the thread's "
+        "messages; archive = the same bytes written to a file and read back; commit = the "
+        "rewrite's statements as raw SQL in one transaction; sweep = the claim's SQL per batch "
+        f"over {args.due:,} other due timers"
+    )
+    figures = {"postgres": version, "compaction": compaction, "sweep": sweep, "floor": floor}
+    write_json(args.json, figures)
     return 0
 
 

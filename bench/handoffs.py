@@ -9,12 +9,18 @@ measures:
 1. single handoffs, POST /api/v1/handoffs/, on distinct sessions: each client owns its own
    thread and a few sessions on it and hands them off round-robin, sending the owner version
    it got back from its previous handoff (handoffs/s, p50, p99);
-2. contention: `--contenders` clients (default 32) fire a single handoff at the same session
+2. the same-run floor: raw psycopg 3 on persistent connections running a single handoff's
+   statements (the read of the source, then its two transactions: thread row lock FOR NO KEY
+   UPDATE + conditional UPDATE of the source + INSERT of the handoff and an event, COMMIT;
+   conditional claim UPDATE + INSERT of the recipient session and the sub-session + UPDATE
+   of the handoff + event, COMMIT) on other sessions, interleaved with (1) round by round
+   (`--floor-rounds`);
+3. contention: `--contenders` clients (default 32) fire a single handoff at the same session
    with the same expected owner version at once, for `--rounds` rounds; every round must end
    in exactly one commit, the rest 409, and no 5xx.
 
-It prints a fixed-width table with the targets of issue 3 marked met / not met. It asserts
-nothing about timings.
+It prints a fixed-width table: handoffs/s against the floor's, and the contention checks
+marked met / not met. It asserts nothing about timings.
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import statistics
+import string
 import sys
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from _common import (
@@ -42,8 +52,6 @@ from _common import (
     write_json,
 )
 
-RATE_TARGET = 100.0  # single handoffs/s on distinct sessions
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -54,15 +62,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=int, default=100, help="untimed handoffs first (default 100)")
     add("--contenders", type=int, default=32, help="clients racing on one session (default 32)")
     add("--rounds", type=int, default=10, help="contention rounds (default 10)")
+    add(
+        "--floor-rounds",
+        type=int,
+        default=5,
+        help="rounds the distinct handoffs are split into, API and floor in turn (default 5)",
+    )
     add("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     add("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
     add_common_args(
         parser, db_name="threadline_bench_handoffs", redis_help="REDIS_URL for the server"
     )
     args = parser.parse_args(argv)
-    for name in ("handoffs", "concurrency", "sessions", "contenders", "rounds", "workers"):
+    names = ("handoffs", "concurrency", "sessions", "contenders", "rounds", "floor_rounds")
+    for name in (*names, "workers"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -115,6 +130,142 @@ def distinct(
     return run_concurrent(
         workers=args.concurrency, total=total, setup=setup, op=op, teardown=Client.close
     )
+
+
+# --- The floor: a single handoff's statements on raw psycopg ---------------------------
+# A hand-written copy of what handoffs.services.handoff_execute sends for a single handoff
+# with workspace backend none (read; phase 1 "lock"; phase 3 "commit"), with the same rows,
+# columns and conditions. No HTTP, no authentication, no ORM, no validation.
+
+READ_SOURCE = (
+    "SELECT s.status, s.owner_version, s.current_actor, s.previous_actors, s.depth, "
+    "s.thread_id, s.project_id, t.status, p.workspace_backend, p.max_delegation_depth "
+    "FROM sessions_app_session s JOIN threads_thread t ON t.id = s.thread_id "
+    "JOIN threads_project p ON p.id = s.project_id WHERE s.tenant_id = %s AND s.id = %s"
+)
+LOCK_THREAD = (
+    "SELECT id, tenant_id, project_id, status, lifecycle FROM threads_thread "
+    "WHERE id = %s FOR NO KEY UPDATE"
+)
+LOCK_SOURCE = (
+    "UPDATE sessions_app_session SET status = 'locked', lock_token = %s, lock_expires_at = %s, "
+    "updated_at = %s WHERE id = %s AND status = 'idle' AND owner_version = %s"
+)
+INSERT_HANDOFF = (
+    "INSERT INTO handoffs_handoff (id, group_id, mode, position, recipient, workspace_backend, "
+    "expected_owner_version, outcome, error, created_at, source_session_id, tenant_id, "
+    "thread_id) VALUES (%s, %s, 'single', 0, %s, %s, %s, 'pending', '', %s, %s, %s, %s)"
+)
+INSERT_EVENT = (
+    "INSERT INTO threads_event (public_id, thread_id, session_id, kind, payload, created_at, "
+    "tenant_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+CLAIM_SOURCE = (
+    "UPDATE sessions_app_session SET owner_version = %s, lock_token = '', lock_expires_at = NULL, "
+    "updated_at = %s, status = 'idle', current_actor = %s, previous_actors = %s "
+    "WHERE id = %s AND status = 'locked' AND lock_token = %s AND lock_expires_at > %s"
+)
+INSERT_SESSION = (
+    "INSERT INTO sessions_app_session (id, status, current_actor, previous_actors, owner_version, "
+    "depth, lock_token, last_input_tokens, last_cache_read_tokens, last_cache_creation_tokens, "
+    "last_output_tokens, created_at, updated_at, project_id, tenant_id, thread_id) "
+    "VALUES (%s, 'idle', %s, '[]', 0, %s, '', 0, 0, 0, 0, %s, %s, %s, %s, %s)"
+)
+INSERT_SUBSESSION = (
+    "INSERT INTO sessions_app_subsession (id, kind, status, failure_mode, completion_mode, "
+    "archive_key, created_at, updated_at, child_id, parent_id, tenant_id) "
+    "VALUES (%s, 'user_handoff', 'idle', 'delegate', 'summary_ref', '', %s, %s, %s, %s, %s)"
+)
+COMPLETE_HANDOFF = (
+    "UPDATE handoffs_handoff SET recipient_session_id = %s, subsession_id = %s, "
+    "workspace_id = NULL, outcome = 'committed', new_owner_version = %s, completed_at = %s "
+    "WHERE id = %s"
+)
+_ALPHABET = string.digits + string.ascii_lowercase
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+def floor_handoff(conn, tenant: str, session: str, expected: int, recipient: dict) -> int:
+    """One single handoff of `session` as the service does it; returns the new version."""
+    from psycopg.types.json import Jsonb
+
+    with conn.cursor() as cur:
+        cur.execute(READ_SOURCE, (tenant, session))
+        row = cur.fetchone()
+        conn.commit()  # the service reads in autocommit, outside its transactions
+        if row is None or row[0] != "idle" or row[7] == "archived" or row[1] != expected:
+            raise BenchError(f"floor: session {session} not handed off: {row}")
+        _, version, current, previous, depth, thread, project, _, backend, max_depth = row
+        if depth + 1 > max_depth:
+            raise BenchError("floor: depth")
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=300)
+        group = _id("hof")
+        # Phase 1: lock.
+        cur.execute(LOCK_THREAD, (thread,))
+        cur.fetchone()
+        cur.execute(LOCK_SOURCE, (group, expires, now, session, expected))
+        if cur.rowcount != 1:
+            raise BenchError("floor: lock lost")
+        cur.execute(
+            INSERT_HANDOFF,
+            (group, group, Jsonb(recipient), backend, expected, now, session, tenant, thread),
+        )
+        payload = {
+            "handoff": group,
+            "mode": "single",
+            "recipients": 1,
+            "expected_owner_version": expected,
+            "lock_expires_at": expires.isoformat(),
+        }
+        event = (_id("evt"), thread, session, "handoff.locked", Jsonb(payload), now, tenant)
+        cur.execute(INSERT_EVENT, event)
+        conn.commit()
+        # Phase 3: commit (backend none: nothing to provision in between).
+        now = datetime.now(UTC)
+        new_version = version + 1
+        history = [*previous, current] if current is not None else list(previous)
+        cur.execute(
+            CLAIM_SOURCE,
+            (new_version, now, Jsonb(recipient), Jsonb(history), session, group, now),
+        )
+        if cur.rowcount != 1:
+            raise BenchError("floor: lease lost")
+        child, edge = _id("ses"), _id("sub")
+        cur.execute(
+            INSERT_SESSION,
+            (child, Jsonb(recipient), depth + 1, now, now, project, tenant, thread),
+        )
+        cur.execute(INSERT_SUBSESSION, (edge, now, now, child, session, tenant))
+        cur.execute(COMPLETE_HANDOFF, (child, edge, new_version, now, group))
+        payload = {
+            "handoff": group,
+            "mode": "single",
+            "new_owner_version": new_version,
+            "recipient_sessions": [child],
+            "handoffs": [group],
+        }
+        event = (_id("evt"), thread, session, "handoff.committed", Jsonb(payload), now, tenant)
+        cur.execute(INSERT_EVENT, event)
+    conn.commit()
+    return new_version
+
+
+def floor_distinct(
+    conns: list, tenant: str, owned: list[list[str]], versions: dict[str, int], total: int, args
+) -> Run:
+    """The floor's client w hands off its own sessions round-robin, as distinct() does."""
+
+    def op(conn, w: int, i: int) -> None:
+        session = owned[w][i % len(owned[w])]
+        versions[session] = floor_handoff(
+            conn, tenant, session, versions.get(session, 0), actor(f"{w}-{i}")
+        )
+
+    return run_concurrent(workers=args.concurrency, total=total, setup=lambda w: conns[w], op=op)
 
 
 # --- Contention ------------------------------------------------------------------------
@@ -182,8 +333,21 @@ def contention(base: str, key: str, session: str, args) -> dict[str, Any]:
 # --- Report ----------------------------------------------------------------------------
 
 
-def report(args, info: dict[str, Any], run: Run, contended: dict[str, Any]) -> dict[str, Any]:
-    rate_met = run.rate >= RATE_TARGET
+def merged(runs: list[Run]) -> Run:
+    out = Run()
+    for run in runs:
+        out.latencies += run.latencies
+        out.wall += run.wall
+        out.errors += run.errors
+    return out
+
+
+def report(
+    args, info: dict[str, Any], api_rounds: list[Run], floor_rounds: list[Run], contended
+) -> dict[str, Any]:
+    run, floor = merged(api_rounds), merged(floor_rounds)
+    ratio = run.rate / floor.rate if floor.rate else float("nan")
+    per_round = [a.rate / f.rate for a, f in zip(api_rounds, floor_rounds, strict=True) if f.rate]
     one_commit = all(c == 1 for c in contended["commits_per_round"])
     no_5xx = contended["server_errors"] == 0
     conflicts = sum(c for s, c in contended["statuses"].items() if s == 409)
@@ -194,38 +358,64 @@ def report(args, info: dict[str, Any], run: Run, contended: dict[str, Any]) -> d
         f"{sys.version.split()[0]}, load average {info['load']:.2f} at start"
     )
     print(
-        f"distinct: {args.handoffs} single handoffs at concurrency {args.concurrency}, "
-        f"{args.sessions} session(s) per client, workspace none; contention: "
-        f"{args.contenders} clients × {args.rounds} rounds on one session"
+        f"distinct: {args.handoffs} single handoffs per side at concurrency {args.concurrency}, "
+        f"{args.sessions} session(s) per client, workspace none, API and floor interleaved over "
+        f"{args.floor_rounds} round(s); contention: {args.contenders} clients × {args.rounds} "
+        "rounds on one session"
     )
     print()
+    spread = (
+        f"{statistics.median(per_round):.1%} [{min(per_round):.1%}–{max(per_round):.1%}]"
+        if per_round
+        else ""
+    )
     rows = [
         [
             f"handoffs/s (c={args.concurrency})",
             f"{run.rate:,.1f}",
-            f">= {RATE_TARGET:.0f}",
-            "met" if rate_met else "NOT MET",
+            f"{floor.rate:,.1f}",
+            f"{ratio:.1%}",
+            spread,
+            "",
         ],
-        ["handoff p50 (ms)", f"{run.pct_ms(50):,.2f}", "", ""],
-        ["handoff p99 (ms)", f"{run.pct_ms(99):,.2f}", "", ""],
+        [
+            "handoff p50 (ms)",
+            f"{run.pct_ms(50):,.2f}",
+            f"{floor.pct_ms(50):,.2f}",
+            f"{run.pct_ms(50) / floor.pct_ms(50):.1f}x" if floor.latencies else "",
+            "",
+            "",
+        ],
+        ["handoff p99 (ms)", f"{run.pct_ms(99):,.2f}", f"{floor.pct_ms(99):,.2f}", "", "", ""],
         [
             "contention: commits per round",
             ",".join(str(c) for c in contended["commits_per_round"]),
+            "",
+            "",
             "exactly 1",
             "met" if one_commit else "NOT MET",
         ],
-        ["contention: 409 conflicts", str(conflicts), "", ""],
+        ["contention: 409 conflicts", str(conflicts), "", "", "", ""],
         [
             "contention: 5xx",
             str(contended["server_errors"]),
+            "",
+            "",
             "0",
             "met" if no_5xx else "NOT MET",
         ],
     ]
-    print(table(["measurement", "value", "target", "result"], rows, right={1}))
+    headers = ["measurement", "API", "floor", "API/floor", "per round / target", "result"]
+    print(table(headers, rows, right={1, 2, 3}))
+    print(
+        "floor: raw psycopg running a single handoff's statements (read; lock: thread FOR NO "
+        "KEY UPDATE, conditional UPDATE, 2 INSERTs, COMMIT; commit: claim UPDATE, 3 INSERTs, "
+        "UPDATE, COMMIT); 'per round': median [min–max] of the rounds' API/floor"
+    )
     print(f"409 codes: {contended['conflict_codes']}")
-    if run.errors:
-        print(f"distinct: {len(run.errors)} failed handoff(s) (not timed); first: {run.errors[0]}")
+    for name, r in (("distinct", run), ("floor", floor)):
+        if r.errors:
+            print(f"{name}: {len(r.errors)} failed handoff(s) (not timed); first: {r.errors[0]}")
     print(f"total time {info['elapsed']:.1f} s")
     return {
         "config": {k: v for k, v in vars(args).items() if k not in ("json", "pg")},
@@ -234,9 +424,15 @@ def report(args, info: dict[str, Any], run: Run, contended: dict[str, Any]) -> d
         "handoffs_per_s": run.rate,
         "handoff_p50_ms": run.pct_ms(50),
         "handoff_p99_ms": run.pct_ms(99),
+        "floor_handoffs_per_s": floor.rate,
+        "floor_handoff_p50_ms": floor.pct_ms(50),
+        "floor_handoff_p99_ms": floor.pct_ms(99),
+        "api_floor_ratio": ratio,
+        "api_floor_ratio_per_round": per_round,
         "distinct_errors": len(run.errors),
+        "floor_errors": len(floor.errors),
         "contention": contended,
-        "targets": {"rate": rate_met, "one_commit": one_commit, "no_5xx": no_5xx},
+        "targets": {"one_commit": one_commit, "no_5xx": no_5xx},
     }
 
 
@@ -248,6 +444,8 @@ def step(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
     args = parse_args(argv)
     started = time.perf_counter()
     load = os.getloadavg()[0]
@@ -278,25 +476,44 @@ def main(argv: list[str] | None = None) -> int:
             body = {"thread": thread, "actor": {"kind": "user", "id": "bench"}}
             return admin.json("POST", "/api/v1/sessions/", body, expect=201)["id"]
 
-        # One thread per client: every session write takes its thread's row lock, so
-        # clients on one thread would measure that lock, not the handoff.
-        owned = []
+        # One thread per client (and side): every session write takes its thread's row
+        # lock, so clients on one thread would measure that lock, not the handoff.
+        owned, floor_owned = [], []
         for w in range(args.concurrency):
             thread = new_thread(f"client {w}")
             owned.append([new_session(thread) for _ in range(args.sessions)])
+            thread = new_thread(f"floor client {w}")
+            floor_owned.append([new_session(thread) for _ in range(args.sessions)])
         contended = new_session(new_thread("contention"))
         admin.close()
 
-        step(f"single handoffs on distinct sessions: {args.warmup} warm-up, {args.handoffs} timed")
-        versions: dict[str, int] = {}
-        distinct(base, key, owned, versions, args.warmup, args)
-        run = distinct(base, key, owned, versions, args.handoffs, args)
+        conns = [psycopg.connect(database_url) for _ in range(args.concurrency)]
+        try:
+            step(f"single handoffs on distinct sessions: {args.warmup} warm-up per side")
+            versions: dict[str, int] = {}
+            distinct(base, key, owned, versions, args.warmup, args)
+            floor_distinct(conns, tenant["tenant"], floor_owned, versions, args.warmup, args)
+            shares = [
+                args.handoffs // args.floor_rounds
+                + (1 if r < args.handoffs % args.floor_rounds else 0)
+                for r in range(args.floor_rounds)
+            ]
+            api_rounds, floor_rounds = [], []
+            for r, n in enumerate(shares):
+                step(f"round {r + 1}/{args.floor_rounds}: {n} handoffs through the API, {n} floor")
+                api_rounds.append(distinct(base, key, owned, versions, n, args))
+                floor_rounds.append(
+                    floor_distinct(conns, tenant["tenant"], floor_owned, versions, n, args)
+                )
+        finally:
+            for conn in conns:
+                conn.close()
         step(f"contention: {args.contenders} clients × {args.rounds} rounds")
         contended_result = contention(base, key, contended, args)
         step("stopping gunicorn")
 
     info = {"postgres": pg_version, "elapsed": time.perf_counter() - started, "load": load}
-    figures = report(args, info, run, contended_result)
+    figures = report(args, info, api_rounds, floor_rounds, contended_result)
     write_json(args.json, figures)
     return 0
 
