@@ -27,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -82,9 +82,22 @@ def snapshot_encode(*, thread: Thread) -> dict[str, Any]:
     }
 
 
+class Row(NamedTuple):
+    """A restored message, in MESSAGE_COLUMNS order (a model instance per row was most of a
+    10,000-message hydrate's CPU)."""
+
+    message_id: str
+    seq: int
+    role: str
+    content: Any
+    metadata: dict[str, Any]
+    token_estimate: int
+    created_at: datetime
+
+
 @dataclass
 class DecodedSnapshot:
-    rows: list[Message]
+    rows: list[Row]
     members: list[tuple[int, str]]  # (seq, the API JSON) — what the Redis cache holds
     state: Any
     last_seq: int
@@ -143,7 +156,7 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
     dedup = data.get("dedupIds")
     aligned = dedup if isinstance(dedup, list) and len(dedup) == len(messages) else None
     now = timezone.now()
-    rows: list[Message] = []
+    rows: list[Row] = []
     members: list[tuple[int, str]] = []
     seen: set[str] = set()
     last_seq = 0
@@ -160,10 +173,8 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
         else:
             message = _foreign_message(parsed, raw, index, aligned, now)
             if message.message_id in seen:
-                message.message_id = new_id("msg")
-            message.seq = index + 1
-            member = message_json(*(getattr(message, f) for f in MESSAGE_COLUMNS))
-        message.thread_id = thread.pk
+                message = message._replace(message_id=new_id("msg"))
+            member = message_json(*message)
         seen.add(message.message_id)
         last_seq = message.seq
         rows.append(message)
@@ -184,12 +195,12 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
 _ROLES = frozenset(Role.values)  # Role.values builds a new list on every access
 
 
-def _native_message(parsed: Any, after_seq: int) -> Message | None:
+def _native_message(parsed: Any, after_seq: int) -> Row | None:
     """A message we wrote (the API's JSON), or None if it is not one."""
     if not isinstance(parsed, dict):
         return None
     seq, role, tokens = parsed.get("seq"), parsed.get("role"), parsed.get("token_estimate")
-    created_at = parse_datetime(parsed["created_at"]) if "created_at" in parsed else None
+    created_at = _datetime(parsed.get("created_at"))
     if not (
         _valid_id(parsed.get("id"))
         and isinstance(seq, int)
@@ -201,20 +212,10 @@ def _native_message(parsed: Any, after_seq: int) -> Message | None:
         and created_at is not None
     ):
         return None
-    return Message(
-        message_id=parsed["id"],
-        seq=seq,
-        role=role,
-        content=parsed["content"],
-        metadata=parsed["metadata"],
-        token_estimate=tokens,
-        created_at=created_at,
-    )
+    return Row(parsed["id"], seq, role, parsed["content"], parsed["metadata"], tokens, created_at)
 
 
-def _foreign_message(
-    parsed: Any, raw: str, index: int, aligned: list | None, now: datetime
-) -> Message:
+def _foreign_message(parsed: Any, raw: str, index: int, aligned: list | None, now: datetime) -> Row:
     """A zeitlich message: whatever object its app stored, mapped as well as it goes."""
     body = parsed if isinstance(parsed, dict) else {}
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
@@ -234,13 +235,18 @@ def _foreign_message(
     else:
         message_id = new_id("msg")
     created = body.get("created_at")
-    created_at = (parse_datetime(created) if isinstance(created, str) else None) or now
-    return Message(
-        message_id=message_id,
-        seq=index + 1,
-        role=role,
-        content=content,
-        metadata=metadata,
-        token_estimate=estimate_tokens(content),
-        created_at=created_at,
-    )
+    created_at = _datetime(created) or now
+    return Row(message_id, index + 1, role, content, metadata, estimate_tokens(content), created_at)
+
+
+def _datetime(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp (as the API writes them: ...Z), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = parse_datetime(value)  # the looser forms other writers use
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed

@@ -48,7 +48,13 @@ from threads import events, locks
 from threads.events import event_record
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
 from threads.storage import cold, hotcache
-from threads.storage.snapshot import DecodedSnapshot, snapshot_decode, snapshot_encode, snapshot_key
+from threads.storage.snapshot import (
+    DecodedSnapshot,
+    Row,
+    snapshot_decode,
+    snapshot_encode,
+    snapshot_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +86,17 @@ def _generating(thread_id: str) -> bool:
     return thread_is_generating(thread_id=thread_id)
 
 
-def _insert_messages(thread_id: str, rows: list[Message]) -> None:
+def _insert_messages(thread_id: str, rows: list[Row]) -> None:
     """Insert restored rows. On PostgreSQL one COPY: for a 10,000-message thread it takes a
     fraction of bulk_create's time (80,000 bound parameters across ten INSERTs)."""
     if connection.vendor != "postgresql":
-        Message.objects.bulk_create(rows, batch_size=1000)
+        Message.objects.bulk_create(
+            [Message(thread_id=thread_id, **row._asdict()) for row in rows], batch_size=1000
+        )
         return
     columns = ("thread_id", *MESSAGE_COLUMNS)
     sql = f"COPY {Message._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(
@@ -96,8 +105,8 @@ def _insert_messages(thread_id: str, rows: list[Message]) -> None:
                     row.message_id,
                     row.seq,
                     row.role,
-                    json.dumps(row.content, ensure_ascii=False),
-                    json.dumps(row.metadata, ensure_ascii=False),
+                    dumps(row.content),
+                    dumps(row.metadata),
                     row.token_estimate,
                     row.created_at,
                 )
