@@ -8,6 +8,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 
 def message_dict(
     message_id: str,
@@ -30,11 +32,24 @@ def message_dict(
     }
 
 
-def message_json(*row: Any) -> str:
+def message_json_bytes(*row: Any) -> bytes:
     """A message as the API's JSON, from a row of MESSAGE_COLUMNS: the form the Redis cache
-    holds and cold snapshots store. Canonical (sorted keys, compact), so the same message
-    gives the same bytes whichever path produced it."""
-    return json.dumps(message_dict(*row), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    holds and cold snapshots store. Canonical (sorted keys, compact) and always written by
+    this function, so the same message gives the same bytes whichever path produced it.
+
+    orjson writes it (several times faster than the standard library, which was a large
+    part of a page read); an integer beyond 64 bits, which orjson refuses, falls back to the
+    standard library."""
+    data = message_dict(*row)
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def message_json(*row: Any) -> str:
+    """message_json_bytes as text (for the snapshot's list of strings)."""
+    return message_json_bytes(*row).decode()
 
 
 # What a token estimate stands for in bytes of a message's JSON (about: ~4 characters a

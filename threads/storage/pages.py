@@ -8,11 +8,12 @@ import functools
 import json
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 
 from common.errors import NotFound, ThreadBusy
-from threads.message_format import BYTES_PER_TOKEN, message_json
+from threads.message_format import BYTES_PER_TOKEN, message_json_bytes
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
 from threads.storage import fill, hotcache
 from threads.storage.tiers import thread_ensure_hot
@@ -82,33 +83,33 @@ def _page_from_database(
     with connection.cursor() as cursor:
         cursor.execute(_page_sql(connection.vendor), [thread.pk, after_seq, limit + 1, budget])
         rows = cursor.fetchall()
-    recheck = (
-        Thread.objects.filter(pk=thread.pk)
-        .values_list("tier", "last_flushed_at")
-        .order_by()
-        .first()
-    )
-    if recheck is None:
+    # A one-row slice by pk: first() would add an ORDER BY.
+    recheck = list(Thread.objects.filter(pk=thread.pk).values_list("tier", "last_flushed_at")[:1])
+    if not recheck:
         raise NotFound("Thread not found.")
-    tier, flushed_at = recheck
+    tier, flushed_at = recheck[0]
     if tier != Tier.HOT or flushed_at != thread.last_flushed_at:
         return None  # flushed meanwhile: the rows read may be partial
     page = [row for row in rows if row[-1] < budget][:limit]
     decode = _row_decoder(connection.vendor)
-    members = [message_json(*decode(row[:-1])).encode() for row in page]
+    members = [message_json_bytes(*decode(row[:-1])) for row in page]
     more = len(rows) > len(page)
     return members, (page[-1][1] if more else None)
 
 
 @functools.cache
 def _row_decoder(vendor: str):
-    """Raw cursor rows → Python values, as the ORM would give them (JSON decoded on
-    backends that return text, datetimes made aware)."""
-    columns = [
-        Message._meta.get_field(name).get_col(Message._meta.db_table) for name in MESSAGE_COLUMNS
-    ]
+    """Raw cursor rows → Python values, as the ORM would give them: datetimes as the backend
+    converts them, JSON columns (text from the driver) parsed with orjson."""
+    meta = Message._meta
+    columns = [meta.get_field(name).get_col(meta.db_table) for name in MESSAGE_COLUMNS]
     converters = [
-        [*connection.ops.get_db_converters(col), *col.output_field.get_db_converters(connection)]
+        [_json_loads]
+        if isinstance(col.output_field, models.JSONField)
+        else [
+            *connection.ops.get_db_converters(col),
+            *col.output_field.get_db_converters(connection),
+        ]
         for col in columns
     ]
 
@@ -121,3 +122,13 @@ def _row_decoder(vendor: str):
         return tuple(values)
 
     return decode
+
+
+def _converters(col: Any) -> list:
+    if isinstance(col.output_field, models.JSONField):
+        return [_json_loads]
+    return [*connection.ops.get_db_converters(col), *col.output_field.get_db_converters(connection)]
+
+
+def _json_loads(value: Any, expression: Any, connection: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
