@@ -45,3 +45,10 @@ def representer(serializer_class: type[serializers.BaseSerializer]):
     most of the cost of serializing one object, and once bound the fields only read the
     object they are given. For responses of a single object without request context."""
     return serializer_class().to_representation
+
+
+def validator(serializer_class: type[serializers.BaseSerializer]):
+    """`run_validation` of one instance of `serializer_class`, made once (as representer):
+    it returns the validated data or raises the ValidationError that is_valid() would, with
+    the same detail. For serializers whose fields are fixed at import (no context)."""
+    return serializer_class().run_validation

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
-from common.api.serializers import representer
+from common.api.serializers import representer, validator
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import StaleVersion
 from threads import history, selectors, services, tenancy
@@ -39,7 +39,7 @@ from threads.api.serializers import (
     TruncateResultSerializer,
     TruncateSerializer,
 )
-from threads.models import Event, Project, Thread
+from threads.models import Event, Project, Thread, Tier
 from threads.storage import pages, tiers
 
 
@@ -105,6 +105,8 @@ def parse_if_match(header: str | None) -> int | None:
 
 
 _thread_representation = representer(ThreadSerializer)
+_validate_batch = validator(MessageBatchSerializer)
+_APPEND_REF = ("id", "tenant_id", "tier")
 
 
 def thread_response(thread: Thread, status_code: int = 200) -> Response:
@@ -334,10 +336,11 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return Response(AppendResultSerializer(result).data)
 
     def _append(self, request: Request, pk: str) -> Response:
-        data = validated(MessageBatchSerializer, request.data)
+        data = _validate_batch(request.data)
         # No get_object(): the append locks the row filtered by this tenant (another
         # tenant's thread is a 404 there), which saves a read of the whole row per append.
-        thread = Thread(pk=pk, tenant_id=self.tenant.pk)
+        # The instance carries only what the append reads (from_db skips every default).
+        thread = Thread.from_db(None, _APPEND_REF, (pk, self.tenant.pk, Tier.HOT))
         result = history.messages_append(thread=thread, messages=data["messages"])
         code = status.HTTP_201_CREATED if result.appended else status.HTTP_200_OK
         body = {
