@@ -29,6 +29,7 @@ from threads.events import thread_event
 from threads.models import (
     MESSAGE_COLUMNS,
     CompactedMessageId,
+    Event,
     Lifecycle,
     Message,
     Project,
@@ -49,15 +50,54 @@ _WARMING = {"enabled", "interval_s", "max_idle_warms"}
 def thread_create(
     *, tenant: Tenant, project_id: str, title: str = "", metadata: dict | None = None
 ) -> Thread:
-    # Only whether the tenant has it: no model instance, no ORDER BY (first() adds one).
-    if not Project.objects.filter(tenant=tenant, pk=project_id).order_by().exists():
+    """A new open thread in the tenant's project, with its thread.created event; 404 when the
+    tenant has no such project."""
+    thread = Thread(tenant=tenant, project_id=project_id, title=title, metadata=metadata or {})
+    event = Event(
+        tenant=tenant,
+        kind=events.THREAD_CREATED,
+        thread_id=thread.pk,
+        payload={"project": project_id},
+    )
+    if connection.vendor == "postgresql":
+        created = _insert_in_project(thread, event, project_id=project_id, tenant_id=tenant.pk)
+    else:
+        created = Project.objects.filter(tenant=tenant, pk=project_id).order_by().exists()
+        if created:
+            with transaction.atomic():
+                thread.save(force_insert=True)
+                event.save(force_insert=True)
+    if not created:
         raise NotFound("Project not found.", field="project", id=project_id)
-    with transaction.atomic():
-        thread = Thread.objects.create(
-            tenant=tenant, project_id=project_id, title=title, metadata=metadata or {}
-        )
-        thread_event(thread, events.THREAD_CREATED, project=project_id)
+    thread._state.adding, thread._state.db = False, connection.alias
     return thread
+
+
+def _insert_in_project(thread: Thread, event: Event, *, project_id: str, tenant_id: str) -> bool:
+    """Check the project, insert the thread and its event: one statement (one round trip
+    instead of five; a create was mostly waiting on them), atomic as every statement is."""
+    qn = connection.ops.quote_name
+
+    def row(obj) -> tuple[str, str, list]:
+        fields = [f for f in obj._meta.concrete_fields if not f.db_returning]
+        columns = ", ".join(qn(f.column) for f in fields)
+        values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+        return columns, ", ".join(["%s"] * len(fields)), values
+
+    project = Project._meta
+    thread_columns, thread_marks, thread_values = row(thread)
+    event_columns, event_marks, event_values = row(event)
+    sql = (
+        f"WITH project AS (SELECT 1 FROM {qn(project.db_table)} "
+        f"WHERE {qn(project.pk.column)} = %s AND {qn(project.get_field('tenant').column)} = %s), "
+        f"created AS (INSERT INTO {qn(Thread._meta.db_table)} ({thread_columns}) "
+        f"SELECT {thread_marks} FROM project RETURNING 1) "
+        f"INSERT INTO {qn(Event._meta.db_table)} ({event_columns}) "
+        f"SELECT {event_marks} FROM created RETURNING 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project_id, tenant_id, *thread_values, *event_values])
+        return cursor.fetchone() is not None
 
 
 def thread_update(
