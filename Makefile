@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/tiers.py
 	$(PY) bench/handoffs.py
 	$(PY) bench/conversation.py
+	$(PY) bench/filters.py
 	$(PY) bench/peers.py
 
 clean:
