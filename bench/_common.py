@@ -499,6 +499,30 @@ def table(
 # --- Command line shared by every benchmark --------------------------------------------
 
 
+def step(message: str) -> None:
+    """A progress line."""
+    print(f"· {message}", flush=True)
+
+
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str):
+    """parser.error() unless every option in `names` is at least 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def project_env(database_url: str, **extra: str) -> dict[str, str]:
+    """What every bench's Django processes run with: local settings on the bench database,
+    DEBUG off, quiet logs; plus `extra`."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def add_common_args(
     parser: argparse.ArgumentParser, *, db_name: str, redis_help: str | None = None
 ) -> None:

@@ -42,10 +42,13 @@ from _common import (
     celery_worker,
     gunicorn,
     manage,
+    project_env,
     recreate_database,
+    require_positive,
     run_concurrent,
     run_main,
     run_sequential,
+    step,
     table,
     wait_hot_cache,
     write_json,
@@ -96,9 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "refuses; 0 disables it)",
     )
     args = parser.parse_args(argv)
-    for name in ("appends", "rounds", "concurrency", "spread", "reads", "history", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_positive(
+        parser, args, *("appends", "rounds", "concurrency", "spread", "reads", "history", "workers")
+    )
     if args.history > 1000:
         parser.error("--history is read in one page; at most 1000")
     return args
@@ -113,15 +116,14 @@ def text_of(length: int) -> str:
 
 
 def server_env(args: argparse.Namespace, database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=database_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL=args.redis_url,
-        API_RATE_LIMIT_PER_MINUTE=str(args.rate_limit),
-        LOG_LEVEL="WARNING",
-    )
+    env = {
+        **os.environ,
+        **project_env(
+            database_url,
+            REDIS_URL=args.redis_url,
+            API_RATE_LIMIT_PER_MINUTE=str(args.rate_limit),
+        ),
+    }
     return bench_broker_env(env, args.redis_url)
 
 
@@ -438,10 +440,6 @@ def report(args, info: dict[str, Any], rounds: dict[str, list[Run]], get: dict) 
 
 
 # --- Main ------------------------------------------------------------------------------
-
-
-def step(message: str) -> None:
-    print(f"· {message}", flush=True)
 
 
 def split(total: int, parts: int) -> list[int]:

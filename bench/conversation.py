@@ -43,6 +43,7 @@ from _common import (
     BenchError,
     add_common_args,
     manage,
+    project_env,
     recreate_database,
     run_main,
     table,
@@ -69,13 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_django(database_url: str, cold_dir: str) -> None:
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=database_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL="",
-        LLM_PROVIDER="local",
-        COLD_STORAGE="filesystem",
-        LOG_LEVEL="WARNING",
+        project_env(database_url, REDIS_URL="", LLM_PROVIDER="local", COLD_STORAGE="filesystem")
     )
     sys.path.insert(0, str(REPO))
     import django

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 from _common import (
@@ -32,9 +31,11 @@ from _common import (
     add_common_args,
     gunicorn,
     manage,
+    project_env,
     recreate_database,
     run_main,
     run_sequential,
+    step,
     table,
     write_json,
 )
@@ -54,10 +55,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads < CUSTOMERS:
         parser.error(f"--threads must be at least {CUSTOMERS}")
     return args
-
-
-def step(text: str) -> None:
-    print(f"· {text}", file=sys.stderr, flush=True)
 
 
 def seed(database_url: str, template: str, count: int) -> None:
@@ -119,16 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.perf_counter(), os.getloadavg()[0]
     step(f"recreating database {args.db_name}")
     database_url, pg_version = recreate_database(args.pg, args.db_name)
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=database_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL="",
-        API_RATE_LIMIT_PER_MINUTE="0",
-        CELERY_BROKER_URL="memory://",
-        LOG_LEVEL="WARNING",
-    )
+    extra = {"REDIS_URL": "", "API_RATE_LIMIT_PER_MINUTE": "0", "CELERY_BROKER_URL": "memory://"}
+    env = {**os.environ, **project_env(database_url, **extra)}
     manage("migrate", "--noinput", env=env)
     tenant = json.loads(
         manage("create_tenant", "bench", "--json", env=env).strip().splitlines()[-1]

@@ -45,9 +45,12 @@ from _common import (
     add_common_args,
     gunicorn,
     manage,
+    project_env,
     recreate_database,
+    require_positive,
     run_concurrent,
     run_main,
+    step,
     table,
     write_json,
 )
@@ -75,23 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     names = ("handoffs", "concurrency", "sessions", "contenders", "rounds", "floor_rounds")
-    for name in (*names, "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_positive(parser, args, *names, "workers")
     return args
 
 
 def server_env(args: argparse.Namespace, database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=database_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL=args.redis_url,
-        API_RATE_LIMIT_PER_MINUTE="0",
-        LOG_LEVEL="WARNING",
-    )
-    return env
+    extra = {"REDIS_URL": args.redis_url, "API_RATE_LIMIT_PER_MINUTE": "0"}
+    return {**os.environ, **project_env(database_url, **extra)}
 
 
 def actor(n: int | str) -> dict[str, str]:
@@ -437,10 +430,6 @@ def report(
 
 
 # --- Main ------------------------------------------------------------------------------
-
-
-def step(message: str) -> None:
-    print(f"· {message}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,11 +60,14 @@ from _common import (
     manage,
     proc_table,
     process_tree,
+    project_env,
     recreate_database,
+    require_positive,
     run_concurrent,
     run_main,
     run_sequential,
     server_pid,
+    step,
     table,
     wait_hot_cache,
     write_json,
@@ -132,16 +135,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.appends_c1 is None:
         args.appends_c1 = max(20, args.appends // 4)
-    for name in ("rounds", "appends", "appends_c1", "concurrency", "reads", "creates", "history"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_positive(
+        parser,
+        args,
+        *("rounds", "appends", "appends_c1", "concurrency", "reads", "creates", "history"),
+    )
     if args.history > 1000:
         parser.error("--history is read in one page; at most 1000")
     return args
-
-
-def step(message: str) -> None:
-    print(f"· {message}", flush=True)
 
 
 def make_texts(n: int, length: int) -> list[str]:
@@ -947,16 +948,8 @@ def report(args, info: dict, rounds: Rounds, bytes_: dict, unavailable: dict) ->
 
 
 def server_env(args, db_url: str, redis_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=db_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL=redis_url,
-        API_RATE_LIMIT_PER_MINUTE=str(args.rate_limit),
-        LOG_LEVEL="WARNING",
-    )
-    return env
+    extra = {"REDIS_URL": redis_url, "API_RATE_LIMIT_PER_MINUTE": str(args.rate_limit)}
+    return {**os.environ, **project_env(db_url, **extra)}
 
 
 def langgraph_env() -> dict[str, str]:

@@ -53,9 +53,12 @@ from _common import (
     free_port,
     gunicorn,
     manage,
+    project_env,
     recreate_database,
+    require_positive,
     run_main,
     run_sequential,
+    step,
     table,
     venv_tool,
     wait_hot_cache,
@@ -92,16 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
     add_common_args(parser, db_name="threadline_bench_tiers", redis_help="Redis database (flushed)")
     args = parser.parse_args(argv)
-    for name in ("threads", "messages", "long", "cycles", "history", "reads", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+    require_positive(
+        parser, args, *("threads", "messages", "long", "cycles", "history", "reads", "workers")
+    )
     if args.history > 1000:
         parser.error("--history is read in one page; at most 1000")
     return args
-
-
-def step(message: str) -> None:
-    print(f"· {message}", flush=True)
 
 
 # --- moto_server -----------------------------------------------------------------------
@@ -180,21 +179,20 @@ def setup_django(args: argparse.Namespace, database_url: str, endpoint: str, buc
     """Point this process (and, through os.environ, the gunicorn servers) at the bench
     database, the bench Redis database and the moto endpoint, then django.setup()."""
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=database_url,
-        DJANGO_DEBUG="false",
-        REDIS_URL=args.redis_url,
-        # Tasks the bench's processes enqueue go to its Redis database, never var/broker.
-        CELERY_BROKER_URL=args.redis_url,
-        API_RATE_LIMIT_PER_MINUTE="10000000",
-        LOG_LEVEL="WARNING",
-        COLD_STORAGE="s3",
-        COLD_PREFIX="threads",
-        AWS_S3_ENDPOINT_URL=endpoint,
-        AWS_STORAGE_BUCKET_NAME=bucket,
-        AWS_S3_REGION_NAME=REGION,
-        AWS_ACCESS_KEY_ID=CREDENTIALS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=CREDENTIALS["aws_secret_access_key"],
+        project_env(
+            database_url,
+            REDIS_URL=args.redis_url,
+            # Tasks the bench's processes enqueue go to its Redis database, never var/broker.
+            CELERY_BROKER_URL=args.redis_url,
+            API_RATE_LIMIT_PER_MINUTE="10000000",
+            COLD_STORAGE="s3",
+            COLD_PREFIX="threads",
+            AWS_S3_ENDPOINT_URL=endpoint,
+            AWS_STORAGE_BUCKET_NAME=bucket,
+            AWS_S3_REGION_NAME=REGION,
+            AWS_ACCESS_KEY_ID=CREDENTIALS["aws_access_key_id"],
+            AWS_SECRET_ACCESS_KEY=CREDENTIALS["aws_secret_access_key"],
+        )
     )
     sys.path.insert(0, str(REPO))
     import django

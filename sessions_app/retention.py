@@ -21,8 +21,6 @@ retention frees is the workspace and the sub-session's width slot.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,7 +48,7 @@ from threads.events import event_record
 from threads.message_format import message_json
 from threads.models import MESSAGE_COLUMNS, Message, Project, Thread, Tier
 from threads.storage import cold
-from threads.storage.snapshot import snapshot_decode, snapshot_key
+from threads.storage.snapshot import messages_sha256, snapshot_decode, snapshot_key
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +113,6 @@ def _plain(obj: Model, fields: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def _sha256(messages: list[str]) -> str:
-    canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _load(subsession: SubSession) -> SubSession:
     edge = (
         SubSession.objects.select_related("child", "child__workspace")
@@ -179,7 +172,7 @@ def subsession_bundle(*, subsession: SubSession) -> dict[str, Any]:
         "summary": _plain(summary, _SUMMARY_FIELDS) if summary else None,
         "workspace": _plain(workspace, _WORKSPACE_FIELDS) if workspace else None,
         "messages": messages,
-        "sha256": _sha256(messages),
+        "sha256": messages_sha256(messages),
     }
 
 
@@ -207,7 +200,7 @@ def _bundle_read(subsession: SubSession) -> dict[str, Any]:
     if (bundle.get("subsession") or {}).get("id") != subsession.pk:
         raise corrupt("other_subsession")
     messages = bundle.get("messages")
-    if not isinstance(messages, list) or bundle.get("sha256") != _sha256(messages):
+    if not isinstance(messages, list) or bundle.get("sha256") != messages_sha256(messages):
         raise corrupt("checksum_mismatch")
     return bundle
 

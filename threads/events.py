@@ -62,7 +62,7 @@ KINDS: tuple[str, ...] = tuple(
 )
 
 
-def event_record(
+def event_row(
     *,
     tenant_id: str,
     kind: str,
@@ -70,14 +70,22 @@ def event_record(
     session_id: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Event:
-    """Append to the audit trail; call it inside the transaction of the change it records."""
-    return Event.objects.create(
+    """An event, not yet saved (for a writer that inserts it in its own statement)."""
+    return Event(
         tenant_id=tenant_id,
         kind=kind,
         thread_id=thread_id,
         session_id=session_id,
         payload=payload or {},
     )
+
+
+def event_record(**fields: Any) -> Event:
+    """Append to the audit trail; call it inside the transaction of the change it records.
+    Takes event_row's keyword arguments."""
+    event = event_row(**fields)
+    event.save(force_insert=True)
+    return event
 
 
 def thread_event(thread: Any, kind: str, **payload: Any) -> Event:

@@ -20,8 +20,15 @@ from common.errors import InvalidInput, NotFound, PayloadTooLarge, ThreadArchive
 from common.ids import new_id
 from threads import events, locks
 from threads.events import thread_event
-from threads.message_format import estimate_tokens, message_json
-from threads.models import CompactedMessageId, Message, Thread, ThreadStatus, Tier
+from threads.message_format import estimate_tokens
+from threads.models import (
+    MESSAGE_COLUMNS,
+    CompactedMessageId,
+    Message,
+    Thread,
+    ThreadStatus,
+    Tier,
+)
 from threads.storage import hotcache
 from threads.storage.tiers import WentCold, lock_hot, on_hot_thread
 
@@ -35,17 +42,21 @@ class MessageIn:
     token_estimate: int = 0
     client_id: bool = True
 
-    def row(self, *, thread_id: str, seq: int, created_at) -> Message:
-        return Message(
-            thread_id=thread_id,
-            message_id=self.id,
-            seq=seq,
-            role=self.role,
-            content=self.content,
-            metadata=self.metadata,
-            token_estimate=self.token_estimate,
-            created_at=created_at,
+    def values(self, *, seq: int, created_at) -> tuple:
+        """The stored row's values, in MESSAGE_COLUMNS order."""
+        return (
+            self.id,
+            seq,
+            self.role,
+            self.content,
+            self.metadata,
+            self.token_estimate,
+            created_at,
         )
+
+    def row(self, *, thread_id: str, seq: int, created_at) -> Message:
+        values = self.values(seq=seq, created_at=created_at)
+        return Message(thread_id=thread_id, **dict(zip(MESSAGE_COLUMNS, values, strict=True)))
 
 
 @dataclass
@@ -107,7 +118,9 @@ def _append_sql(vendor: str) -> dict[str, str]:
         f"FROM {qn(compacted.db_table)} WHERE {col(compacted, 'thread')} = %s "
         f"AND {col(compacted, 'message_id')} IN ({{ids}})"
     )
-    insert = f"INSERT INTO {qn(message.db_table)} ({cols(message, 'thread', *_ROW_FIELDS)}) VALUES "
+    insert = (
+        f"INSERT INTO {qn(message.db_table)} ({cols(message, 'thread', *MESSAGE_COLUMNS)}) VALUES "
+    )
     counters = {name: col(thread, name) for name in ("message_count", "token_estimate")}
     update = (
         f"UPDATE {qn(thread.db_table)} SET {col(thread, 'last_seq')} = %s, "
@@ -119,9 +132,8 @@ def _append_sql(vendor: str) -> dict[str, str]:
     return {"known": known, "insert": insert, "update": update}
 
 
-# A message row's columns after thread, in the INSERT's order (as MessageIn.row fills them).
-_ROW_FIELDS = ("message_id", "seq", "role", "content", "metadata", "token_estimate", "created_at")
-_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * (1 + len(_ROW_FIELDS))) + ")"
+# One row of the INSERT: thread, then MESSAGE_COLUMNS (as MessageIn.values gives them).
+_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * (1 + len(MESSAGE_COLUMNS))) + ")"
 # What an append reads under the lock: not metadata or state, which can be large.
 _APPEND_COLUMNS = ("status", "tier", "last_seq", "history_version")
 
@@ -135,17 +147,17 @@ def _known_ids(cursor, sql: str, thread_id: str, ids: list[str]) -> dict[str, in
     return dict(cursor.fetchall())
 
 
-def _db_values(fields: dict[str, Any], m: MessageIn, thread_id: str, seq: int, now) -> list:
+@functools.cache
+def _message_fields() -> tuple:
+    return tuple(Message._meta.get_field(name) for name in MESSAGE_COLUMNS)
+
+
+def _db_values(thread_id: str, values: tuple) -> list:
     """One row's parameters, adapted by the model's own fields (JSON, datetimes)."""
+    fields = _message_fields()
     return [
         thread_id,
-        m.id,
-        seq,
-        m.role,
-        fields["content"](m.content),
-        fields["metadata"](m.metadata),
-        m.token_estimate,
-        fields["created_at"](now),
+        *(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)),
     ]
 
 
@@ -177,7 +189,6 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
             client_ids = [m.id for m in prepared if m.client_id]
             known = _known_ids(cursor, sql["known"], thread.pk, client_ids) if client_ids else {}
             seq, now, fresh, params, tokens = last_seq, timezone.now(), [], [], 0
-            adapt = _field_adapters()
             for m in prepared:
                 if m.id in known:
                     result.duplicates += 1
@@ -186,8 +197,8 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
                 seq += 1
                 known[m.id] = seq
                 tokens += m.token_estimate
-                fresh.append((m, seq))
-                params += _db_values(adapt, m, thread.pk, seq, now)
+                fresh.append(m.values(seq=seq, created_at=now))
+                params += _db_values(thread.pk, fresh[-1])
                 result.messages.append({"id": m.id, "seq": seq})
             if fresh:
                 cursor.execute(sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(fresh)), params)
@@ -196,31 +207,11 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
                     thread_id=thread.pk,
                     old_version=history_version,
                     new_version=history_version + 1,
-                    members=_members(fresh, now),
+                    members=hotcache.members_of(fresh),
                 )
         result.appended = len(fresh)
         result.last_seq = seq
     return result
-
-
-@functools.cache
-def _field_adapters() -> dict[str, Any]:
-    fields = {name: Message._meta.get_field(name) for name in ("content", "metadata", "created_at")}
-    return {name: functools.partial(_adapt, field) for name, field in fields.items()}
-
-
-def _adapt(field, value):
-    return field.get_db_prep_save(value, connection)
-
-
-def _members(fresh: list[tuple[MessageIn, int]], now) -> list[tuple[int, str]]:
-    """The new messages as the hot cache holds them; nothing when the cache is off."""
-    if not hotcache.enabled():
-        return []
-    return [
-        (seq, message_json(m.id, seq, m.role, m.content, m.metadata, m.token_estimate, now))
-        for m, seq in fresh
-    ]
 
 
 @on_hot_thread
@@ -276,9 +267,10 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
         locked.require_open()
         removed, _ = Message.objects.filter(thread_id=thread.pk).delete()
         CompactedMessageId.objects.filter(thread_id=thread.pk).delete()
-        seq, now, rows = locked.last_seq, timezone.now(), []
+        seq, now, rows, values = locked.last_seq, timezone.now(), [], []
         for m in prepared:
             seq += 1
+            values.append(m.values(seq=seq, created_at=now))
             rows.append(m.row(thread_id=thread.pk, seq=seq, created_at=now))
             result.messages.append({"id": m.id, "seq": seq})
         Message.objects.bulk_create(rows, batch_size=500)
@@ -293,7 +285,7 @@ def messages_replace(*, thread: Thread, messages: list[dict[str, Any]]) -> Appen
         hotcache.on_commit_rebuild(
             thread_id=thread.pk,
             history_version=locked.history_version + 1,
-            members=hotcache.members_of(rows),
+            members=hotcache.members_of(values),
             state=locked.state,
         )
         thread_event(locked, events.THREAD_HISTORY_REPLACED, removed=removed, messages=len(rows))

@@ -53,8 +53,8 @@ def thread_create(
     """A new open thread in the tenant's project, with its thread.created event; 404 when the
     tenant has no such project."""
     thread = Thread(tenant=tenant, project_id=project_id, title=title, metadata=metadata or {})
-    event = Event(
-        tenant=tenant,
+    event = events.event_row(
+        tenant_id=tenant.pk,
         kind=events.THREAD_CREATED,
         thread_id=thread.pk,
         payload={"project": project_id},

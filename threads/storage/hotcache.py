@@ -349,11 +349,12 @@ def on_commit_drop(*, thread_id: str) -> None:
         transaction.on_commit(lambda: drop(thread_id), robust=True)
 
 
-def members_of(rows: Sequence[Any]) -> list[Member]:
-    """Message rows (model instances) as the cache holds them; [] when the cache is off
-    (nothing is serialized for a cache that will not be written)."""
+def members_of(rows: Sequence[tuple]) -> list[Member]:
+    """Message rows (tuples in MESSAGE_COLUMNS order) as the cache holds them; [] when the
+    cache is off (nothing is serialized for a cache that will not be written)."""
     if not enabled():
         return []
+    return [(row[1], message_json(*row)) for row in rows]
     return [
         (
             r.seq,

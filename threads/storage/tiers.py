@@ -82,10 +82,6 @@ def _adopt(thread: Thread, fresh: Thread) -> Thread:
     return thread
 
 
-def _generating(thread_id: str) -> bool:
-    return thread_is_generating(thread_id=thread_id)
-
-
 def _insert_messages(thread_id: str, rows: list[Row]) -> None:
     """Insert restored rows. On PostgreSQL one COPY: for a 10,000-message thread it takes a
     fraction of bulk_create's time (80,000 bound parameters across ten INSERTs)."""
@@ -185,7 +181,7 @@ def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
     current = _reload(thread)
     if current.tier == Tier.COLD:
         return False
-    if _generating(current.pk):
+    if thread_is_generating(thread_id=current.pk):
         raise ThreadGenerating(thread=current.pk)
     if idle_before is not None and current.last_activity_at >= idle_before:
         raise ThreadBusy(thread=current.pk, reason="active")
@@ -245,7 +241,7 @@ def _flush_commit(
             )
             hotcache.on_commit_drop(thread_id=thread.pk)
     if not flushed:
-        if _generating(thread.pk):
+        if thread_is_generating(thread_id=thread.pk):
             raise ThreadGenerating(thread=thread.pk)
         reason = "changed"
         if idle_before is not None:
