@@ -58,3 +58,20 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def env_levels(name: str, *, allowed: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """`family=a,b;other=` → {"family": ("a", "b"), "other": ()}; each level one of `allowed`."""
+    table: dict[str, tuple[str, ...]] = {}
+    for entry in (os.environ.get(name) or "").split(";"):
+        if not entry.strip():
+            continue
+        family, sep, levels = entry.partition("=")
+        values = tuple(level.strip() for level in levels.split(",") if level.strip())
+        if not sep or not family.strip() or set(values) - set(allowed):
+            raise ImproperlyConfigured(
+                f"{name} must read family=level,level;… with levels among "
+                f"{', '.join(allowed)}, not {entry!r}"
+            )
+        table[family.strip()] = values
+    return table

@@ -7,6 +7,7 @@ class ThreadsConfig(AppConfig):
 
     def ready(self) -> None:
         from common.health import READINESS_PROBES
+        from threads.conversation import providers  # noqa: F401 (imports the SDK at start)
         from threads.storage import hotcache, tiers
 
         # Both optional for serving hot threads: "degraded" (200) when they fail.

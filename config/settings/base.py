@@ -12,6 +12,7 @@ from config.env import (
     env_bool,
     env_choice,
     env_int,
+    env_levels,
     env_list,
     env_str,
 )
@@ -264,6 +265,11 @@ LLM_PROVIDER = env_choice("LLM_PROVIDER", "local", ("local", "anthropic"))
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "") or None
 LLM_MODEL = env_str("LLM_MODEL", "claude-sonnet-4-6")
+# Which models take output_config.effort and at which levels, over the built-in table
+# (threads/conversation/messages_api.py): "claude-opus-4-7=low,medium,high,xhigh,max;my-model=".
+LLM_EFFORT_LEVELS = env_levels(
+    "LLM_EFFORT_LEVELS", allowed=("low", "medium", "high", "xhigh", "max")
+)
 
 # --- Periodic work (intervals used when beat's schedule is first registered) -----------
 WARMING_SWEEP_SECONDS = env_int("WARMING_SWEEP_SECONDS", 5, minimum=1)

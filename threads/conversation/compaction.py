@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Subquery
 from django.utils import timezone
 
 from common.errors import DomainError, NotFound, ThreadArchived, ThreadGenerating
@@ -45,20 +45,33 @@ from threads.conversation.errors import (
     CompactionNotSucceeded,
     EmptySummary,
     HistoryChanged,
+    NothingToCompact,
+    SummaryNotSmaller,
     TooShort,
 )
-from threads.conversation.prompt import build_prompt, choose_cut
+from threads.conversation.prompt import (
+    SUMMARY_PREFIX,
+    build_prompt,
+    choose_cut,
+    is_pinned,
+    is_summary,
+    protected,
+)
 from threads.conversation.providers import SUMMARY_MAX_TOKENS, ProviderError, get_provider
 from threads.conversation.retry import retry_delay
 from threads.events import event_record
+from threads.message_format import estimate_tokens
 from threads.models import (
     COMPACTION_PENDING,
     Compaction,
     CompactionStatus,
     CompactionTrigger,
+    Message,
     QueuedMessage,
     QueuedMessageStatus,
+    Role,
     Thread,
+    Tier,
 )
 from threads.selectors import history_read
 from threads.storage import cold
@@ -125,7 +138,9 @@ def compaction_request(
     """Queue a compaction of `thread` (the work runs in a task, enqueued on commit).
 
     409 thread_archived, thread_generating (a session of the thread is active), too_short
-    (no more than keep_last messages), compaction_in_progress (one is queued or running)."""
+    (no more than keep_last messages), nothing_to_compact (the older messages are all kept
+    anyway: system prompt, pinned, the previous summary), compaction_in_progress (one is
+    queued or running)."""
     thread.refresh_from_db()
     if thread.is_archived:
         raise ThreadArchived(thread=thread.pk)
@@ -134,6 +149,8 @@ def compaction_request(
     keep = keep_last if keep_last is not None else thread.compaction_keep_last
     if thread.message_count <= keep:
         raise TooShort(message_count=thread.message_count, keep_last=keep)
+    if thread.tier == Tier.HOT and not _summarizable(thread, keep):
+        raise NothingToCompact(keep_last=keep)
     compaction = compaction_create(thread, trigger=trigger, keep_last=keep)
     if compaction is None:
         pending = (
@@ -143,6 +160,23 @@ def compaction_request(
         )
         raise CompactionInProgress(compaction=pending)
     return compaction
+
+
+def _summarizable(thread: Thread, keep_last: int) -> bool:
+    """Whether a message older than the last `keep_last` is neither a leading system
+    message, nor pinned, nor a previous summary: the cheap refusal of the common case (a
+    compaction asked again with nothing new); the run decides exactly, tool pairs included.
+    It stops at the first such message, which usually comes within the first few."""
+    rows = Message.objects.filter(thread_id=thread.pk)
+    last_older = rows.order_by("-seq").values_list("seq", flat=True)[keep_last : keep_last + 1]
+    older = rows.filter(seq__lte=Subquery(last_older)).order_by("seq")
+    leading = True
+    for role, metadata in older.values_list("role", "metadata").iterator(chunk_size=100):
+        message = {"role": role, "metadata": metadata}
+        leading = leading and role == Role.SYSTEM
+        if not (leading or is_pinned(message) or is_summary(message)):
+            return True
+    return False
 
 
 def _steering_queued(thread_id: str) -> bool:
@@ -179,7 +213,7 @@ def compaction_after_settle(*, thread: Thread) -> Compaction | None:
 # --- The run ---------------------------------------------------------------------------
 
 
-def _fail(compaction: Compaction, code: str, message: str) -> None:
+def _fail(compaction: Compaction, code: str, message: str, **details: Any) -> None:
     with transaction.atomic():
         updated = Compaction.objects.filter(
             pk=compaction.pk, status=CompactionStatus.RUNNING
@@ -189,7 +223,9 @@ def _fail(compaction: Compaction, code: str, message: str) -> None:
             finished_at=timezone.now(),
         )
         if updated:
-            rewrite.compaction_event(compaction, events.COMPACTION_FAILED, code=code, error=message)
+            rewrite.compaction_event(
+                compaction, events.COMPACTION_FAILED, **details, code=code, error=message
+            )
     logger.warning("compaction %s failed: %s: %s", compaction.pk, code, message)
 
 
@@ -232,9 +268,9 @@ def compaction_run(*, compaction_id: str) -> Compaction | None:
         if delay is not None:
             _requeue_for_retry(compaction, exc, delay)
             raise RetryLater(delay) from exc
-        _fail(compaction, exc.reason, exc.message)
+        _fail(compaction, exc.reason, exc.message, provider_status=exc.provider_status)
     except DomainError as exc:
-        _fail(compaction, exc.code, exc.message)
+        _fail(compaction, exc.code, exc.message, **exc.details)
     except Exception as exc:
         _fail(compaction, "internal_error", f"{type(exc).__name__}: {exc}")
         raise
@@ -254,10 +290,17 @@ def _read(thread: Thread, keep_last: int) -> rewrite.HistoryRead:
             message_count=len(history),
             keep_last=keep_last,
         )
+    leading, pinned = protected(history, cut)
+    kept = set(leading) | set(pinned)
+    summarized = [m for i, m in enumerate(history[:cut]) if i not in kept]
+    if all(is_summary(m) for m in summarized):
+        raise NothingToCompact(keep_last=keep_last, pinned=len(pinned), system=len(leading))
     return rewrite.HistoryRead(
         history_version=version,
-        tokens_before=sum(m["token_estimate"] for m in history),
         older=history[:cut],
+        summarized=summarized,
+        leading=[history[i] for i in leading],
+        pinned=[history[i] for i in pinned],
     )
 
 
@@ -274,16 +317,22 @@ def _run(compaction: Compaction) -> None:
 
         t0 = time.monotonic()
         completion = provider.summarize(
-            prompt=build_prompt(read.older), max_tokens=SUMMARY_MAX_TOKENS
+            prompt=build_prompt(read.summarized), max_tokens=SUMMARY_MAX_TOKENS
         )
         provider_ms = round((time.monotonic() - t0) * 1000)
         summary = completion.text.strip()
         if not summary:
             raise EmptySummary
+        # The summary replaces the summarized messages: it must be smaller, or the
+        # compaction would make the conversation longer (tokens_after > tokens_before).
+        summary_tokens = estimate_tokens(SUMMARY_PREFIX + summary)
+        replaced_tokens = sum(m["token_estimate"] for m in read.summarized)
+        if summary_tokens >= replaced_tokens:
+            raise SummaryNotSmaller(summary_tokens=summary_tokens, replaced_tokens=replaced_tokens)
 
         key = rewrite.archive_key(thread_id=thread.pk, compaction_id=compaction.pk)
         t0 = time.monotonic()
-        rewrite.archive_write(key, rewrite.archive_body(thread, compaction, read.older))
+        rewrite.archive_write(key, rewrite.archive_body(thread, compaction, read.summarized))
         archive_ms = round((time.monotonic() - t0) * 1000)
 
         t0 = time.monotonic()

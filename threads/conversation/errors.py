@@ -33,3 +33,27 @@ class EmptySummary(DomainError):
 class HistoryChanged(DomainError):
     code = "history_changed"
     message = "The history kept changing during the compaction; nothing was changed."
+
+
+class NothingToWarm(DomainError):
+    code = "nothing_to_warm"
+    message = (
+        "The history has no prefix the provider would accept as a warm: it holds nothing "
+        "but an assistant tool call with no tool_result yet."
+    )
+
+
+class NothingToCompact(DomainError):
+    code = "nothing_to_compact"
+    message = (
+        "Nothing new to summarize: the older messages are the system prompt, pinned "
+        "messages or the previous summary."
+    )
+
+
+class SummaryNotSmaller(DomainError):
+    code = "summary_not_smaller"
+    message = (
+        "The summary is not smaller than the messages it would replace; the history was "
+        "left as it was."
+    )

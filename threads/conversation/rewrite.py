@@ -19,6 +19,7 @@ from django.utils import timezone
 from common.errors import ThreadArchived
 from common.ids import new_id
 from threads import events, locks
+from threads.conversation.prompt import SUMMARY_PREFIX
 from threads.events import event_record
 from threads.message_format import estimate_tokens
 from threads.models import (
@@ -35,8 +36,6 @@ from threads.storage import cold, hotcache
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_PREFIX = "The following is a summary of the previous conversation:\n\n"
-
 
 class HistoryMoved(Exception):
     """The summarized messages are no longer the ones read: the run starts over."""
@@ -44,9 +43,14 @@ class HistoryMoved(Exception):
 
 @dataclass
 class HistoryRead:
+    """What a run read: every message up to the cut (`older`), and of those the ones the
+    summary replaces and the ones it keeps (prompt.protected: leading system, pinned)."""
+
     history_version: int
-    tokens_before: int
     older: list[dict[str, Any]]
+    summarized: list[dict[str, Any]]
+    leading: list[dict[str, Any]]
+    pinned: list[dict[str, Any]]
 
     @property
     def cut_seq(self) -> int:
@@ -107,9 +111,9 @@ def archive_discard(key: str) -> None:
         logger.warning("could not delete the unused compaction archive %s", key)
 
 
-def _record_compacted_ids(thread_id: str, *, cut_seq: int, compaction_id: str) -> None:
-    """Record the ids and seqs of the messages about to be summarized away (seq ≤ cut_seq)
-    as CompactedMessageId rows: one INSERT … SELECT from the rows themselves (the ORM has
+def _record_compacted_ids(thread_id: str, *, seqs: list[int], compaction_id: str) -> None:
+    """Record the ids and seqs of the messages about to be summarized away (`seqs`) as
+    CompactedMessageId rows: one INSERT … SELECT from the rows themselves (the ORM has
     none; cf. services._copy_messages), inside the commit's transaction and row lock, so an
     append sees either the message or its id, never neither. The ids are disjoint from those
     already recorded; DO NOTHING only keeps an inconsistency from failing the compaction."""
@@ -119,6 +123,7 @@ def _record_compacted_ids(thread_id: str, *, cut_seq: int, compaction_id: str) -
     def col(meta, name: str) -> str:
         return qn(meta.get_field(name).column)
 
+    marks = ", ".join(["%s"] * len(seqs))
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(ids.db_table)} "
@@ -126,9 +131,9 @@ def _record_compacted_ids(thread_id: str, *, cut_seq: int, compaction_id: str) -
             f"{col(ids, 'compaction')}) "
             f"SELECT {col(messages, 'thread')}, {col(messages, 'message_id')}, "
             f"{col(messages, 'seq')}, %s FROM {qn(messages.db_table)} "
-            f"WHERE {col(messages, 'thread')} = %s AND {col(messages, 'seq')} <= %s "
+            f"WHERE {col(messages, 'thread')} = %s AND {col(messages, 'seq')} IN ({marks}) "
             "ON CONFLICT DO NOTHING",
-            [compaction_id, thread_id, cut_seq],
+            [compaction_id, thread_id, *seqs],
         )
 
 
@@ -166,15 +171,23 @@ def rewrite_commit(
         kept = Message.objects.filter(thread_id=thread.pk, seq__gt=read.cut_seq)
         kept_stats = kept.aggregate(count=Count("pk"), tokens=Sum("token_estimate"))
         kept_count, kept_tokens = kept_stats["count"], kept_stats["tokens"] or 0
+        summarized_seqs = [m["seq"] for m in read.summarized]
         # Their ids stay known to appends (invariant 2) before the rows go.
-        _record_compacted_ids(thread.pk, cut_seq=read.cut_seq, compaction_id=compaction.pk)
-        Message.objects.filter(thread_id=thread.pk, seq__lte=read.cut_seq).delete()
+        _record_compacted_ids(thread.pk, seqs=summarized_seqs, compaction_id=compaction.pk)
+        Message.objects.filter(thread_id=thread.pk, seq__in=summarized_seqs).delete()
 
-        # The summary goes first, so the kept messages move after it: new seqs continue
-        # after last_seq (never reused, as in messages_replace). Every new seq is above
-        # every old one, so the shifting UPDATE never collides with the unique (thread, seq).
-        summary_seq = locked.last_seq + 1
-        offset = summary_seq - read.cut_seq
+        # The new order: the leading system messages, the summary, the pinned messages, the
+        # kept ones. New seqs continue after last_seq (never reused, as in
+        # messages_replace), so no shifting UPDATE collides with the unique (thread, seq).
+        base = locked.last_seq + 1
+        for index, message in enumerate(read.leading):
+            Message.objects.filter(thread_id=thread.pk, seq=message["seq"]).update(seq=base + index)
+        summary_seq = base + len(read.leading)
+        for index, message in enumerate(read.pinned):
+            Message.objects.filter(thread_id=thread.pk, seq=message["seq"]).update(
+                seq=summary_seq + 1 + index
+            )
+        offset = summary_seq + 1 + len(read.pinned) - (read.cut_seq + 1)
         kept.update(seq=F("seq") + offset)
         content = SUMMARY_PREFIX + summary
         summary_tokens = estimate_tokens(content)
@@ -188,13 +201,17 @@ def rewrite_commit(
             content=content,
             metadata={
                 "compaction": compaction.pk,
-                "messages_summarized": len(older),
+                "messages_summarized": len(read.summarized),
                 "archive_key": key,
             },
             token_estimate=summary_tokens,
             created_at=now,
         )
-        tokens_after = summary_tokens + kept_tokens
+        protected = read.leading + read.pinned
+        protected_tokens = sum(m["token_estimate"] for m in protected)
+        tokens_before = sum(m["token_estimate"] for m in read.older) + kept_tokens
+        tokens_after = summary_tokens + protected_tokens + kept_tokens
+        kept_count += len(protected)
         Thread.objects.filter(pk=thread.pk).update(
             last_seq=locked.last_seq + offset,
             message_count=kept_count + 1,
@@ -215,9 +232,9 @@ def rewrite_commit(
         Compaction.objects.filter(pk=compaction.pk).update(
             status=CompactionStatus.SUCCEEDED,
             error="",
-            messages_summarized=len(older),
+            messages_summarized=len(read.summarized),
             messages_kept=kept_count,
-            tokens_before=read.tokens_before,
+            tokens_before=tokens_before,
             tokens_after=tokens_after,
             summary=summary,
             summary_message_id=summary_id,
@@ -232,9 +249,9 @@ def rewrite_commit(
             compaction,
             events.THREAD_COMPACTED,
             trigger=compaction.trigger,
-            messages_summarized=len(older),
+            messages_summarized=len(read.summarized),
             messages_kept=kept_count,
-            tokens_before=read.tokens_before,
+            tokens_before=tokens_before,
             tokens_after=tokens_after,
             archive_key=key,
         )

@@ -34,7 +34,7 @@ from django.utils import timezone
 from common.errors import NotFound, ThreadArchived, ThreadGenerating
 from sessions_app.selectors import thread_is_generating
 from threads import events, locks
-from threads.conversation.errors import NoHistory
+from threads.conversation.errors import NoHistory, NothingToWarm
 from threads.conversation.providers import ProviderError, Usage, get_provider
 from threads.conversation.retry import retry_delay
 from threads.events import event_record
@@ -205,6 +205,9 @@ def warm_timer_run(*, thread_id: str, token: datetime, attempt: int = 0) -> Warm
         usage = get_provider().warm(
             history=_prefix(thread), reasoning_effort=thread.reasoning_effort
         )
+    except NothingToWarm as exc:
+        _warm_failed(thread, token, exc.code, exc.message)
+        return None
     except ProviderError as exc:
         delay = (
             retry_delay(attempt + 1, budget_s=thread.warming_interval_s) if exc.retryable else None
@@ -212,7 +215,7 @@ def warm_timer_run(*, thread_id: str, token: datetime, attempt: int = 0) -> Warm
         renewed = _renew_for_retry(thread, token, exc, attempt + 1, delay)
         if renewed is not None:
             raise RetryWarm(delay, renewed) from exc
-        _warm_failed(thread, token, exc)
+        _warm_failed(thread, token, exc.reason, exc.message, status=exc.provider_status)
         return None
     try:
         return _commit_timer_warm(thread, token, usage)
@@ -245,16 +248,20 @@ def _renew_for_retry(
     return renewed
 
 
-def _warm_failed(thread: Thread, token: datetime, exc: ProviderError) -> None:
+def _warm_failed(thread: Thread, token: datetime, code: str, message: str, **payload: Any) -> None:
     with transaction.atomic():
         if _release(thread.pk, token):
-            event_record(
-                tenant_id=thread.tenant_id,
-                thread_id=thread.pk,
-                kind=events.WARM_FAILED,
-                payload={"trigger": "timer", "code": exc.reason, "error": exc.message},
-            )
-    logger.warning("warm of %s failed: %s", thread.pk, exc.message)
+            _failed_event(thread, "timer", code, message, **payload)
+    logger.warning("warm of %s failed: %s", thread.pk, message)
+
+
+def _failed_event(thread: Thread, trigger: str, code: str, message: str, **payload: Any) -> None:
+    event_record(
+        tenant_id=thread.tenant_id,
+        thread_id=thread.pk,
+        kind=events.WARM_FAILED,
+        payload={"trigger": trigger, "code": code, "error": message, **payload},
+    )
 
 
 def _commit_timer_warm(thread: Thread, token: datetime, usage: Usage) -> WarmResult:
@@ -301,7 +308,9 @@ def warm_now(*, thread: Thread) -> WarmResult:
     timer is enabled; when it is, the timer restarts at now + interval.
 
     409 thread_archived, thread_generating (also when a turn started during the warm: the
-    result is dropped), no_history; 503 provider_unavailable when the provider fails."""
+    result is dropped), no_history, nothing_to_warm (nothing but an unanswered tool call);
+    422 provider_rejected when the provider refuses the request (its message in the
+    error), 503 provider_unavailable when it fails; both recorded as warm.failed."""
     thread.refresh_from_db()
     if thread.is_archived:
         raise ThreadArchived(thread=thread.pk)
@@ -313,7 +322,12 @@ def warm_now(*, thread: Thread) -> WarmResult:
     history = _prefix(thread)
     if not history:
         raise NoHistory(thread=thread.pk)
-    usage = get_provider().warm(history=history, reasoning_effort=thread.reasoning_effort)
+    try:
+        usage = get_provider().warm(history=history, reasoning_effort=thread.reasoning_effort)
+    except ProviderError as exc:
+        with transaction.atomic():
+            _failed_event(thread, "manual", exc.reason, exc.message, status=exc.provider_status)
+        raise
 
     now = timezone.now()
     with transaction.atomic():

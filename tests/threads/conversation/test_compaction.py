@@ -111,7 +111,7 @@ def test_the_prompt_lists_role_text_lines_with_tool_calls_and_results_abbreviate
     assert prompt == (
         "Please summarize the following conversation:\n\n"
         "user: Find the bug.\n"
-        "assistant: Searching. [tool: grep]\n"
+        'assistant: Searching. [tool: grep {"q":"x"}]\n'
         f"user: [tool result: {'x' * 200}]\n"
         "tool: [tool result: nested]"
     )
@@ -559,7 +559,7 @@ def test_the_backstop_picks_up_a_missed_decision_and_a_lost_task(
     settle(long_thread, last_input_tokens=190_000)
     # … and another thread whose queued compaction's task never ran
     other = services.thread_create(tenant=api.tenant, project_id=project.id)
-    append(other, say(12))
+    append(other, say(14))  # (4 to summarize: a summary of 2 short ones would be longer)
     lost = compaction_request(thread=other)
     Compaction.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     # when

@@ -7,15 +7,16 @@ import socket
 
 import pytest
 
+from threads.conversation.messages_api import to_messages_api
 from threads.conversation.providers import (
     SUMMARY_MAX_TOKENS,
     WARM_PROMPT,
     AnthropicProvider,
     LocalProvider,
     ProviderError,
+    ProviderRejected,
     Usage,
     get_provider,
-    to_messages_api,
 )
 
 PROMPT = (
@@ -28,8 +29,8 @@ PROMPT = (
 )
 
 
-def provider(llm) -> AnthropicProvider:
-    return AnthropicProvider(api_key="test", base_url=llm.url, model="claude-test")
+def provider(llm, model: str = "claude-test") -> AnthropicProvider:
+    return AnthropicProvider(api_key="test", base_url=llm.url, model=model)
 
 
 # --- local -------------------------------------------------------------------------------
@@ -94,12 +95,17 @@ def test_a_warm_sends_the_prefix_with_one_cache_breakpoint_and_max_tokens_one(ll
         },
         {"role": "tool", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
     ]
-    usage = provider(llm).warm(history=history, reasoning_effort="xhigh")
+    usage = provider(llm, model="claude-opus-4-7").warm(history=history, reasoning_effort="xhigh")
     (request,) = llm.requests
+    assert llm.rejected == []
     assert request["max_tokens"] == 1
     assert request["output_config"] == {"effort": "xhigh"}
     assert request["system"] == [
-        {"type": "text", "text": "The following is a summary: things happened."}
+        {
+            "type": "text",
+            "text": "The following is a summary: things happened.",
+            "cache_control": {"type": "ephemeral"},
+        }
     ]
     roles = [m["role"] for m in request["messages"]]
     assert roles == ["user", "assistant", "user"]  # the tool result travels as a user turn
@@ -156,7 +162,12 @@ def test_errors_are_classified_retryable_or_not(llm, status, retryable, reason):
         provider(llm).summarize(prompt=PROMPT)
     error = raised.value
     assert (error.retryable, error.reason, error.provider_status) == (retryable, reason, status)
-    assert error.status == 503 and error.code == "provider_unavailable"
+    if status == 400:  # the request's fault, not an outage
+        assert isinstance(error, ProviderRejected)
+        assert error.status == 422 and error.code == "provider_rejected"
+        assert "stand-in invalid_request_error" in error.message
+    else:
+        assert error.status == 503 and error.code == "provider_unavailable"
     assert len(llm.requests) == 1  # the SDK did not retry on its own: retries are ours
 
 

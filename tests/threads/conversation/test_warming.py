@@ -127,8 +127,9 @@ def test_the_sweep_claims_due_timers_once(chatty, api, project):
 # --- The warm ----------------------------------------------------------------------------
 
 
-def test_a_timer_warm_sends_the_prefix_and_re_arms(chatty, llm):
-    # given
+def test_a_timer_warm_sends_the_prefix_and_re_arms(chatty, llm, settings):
+    # given: a model that takes effort, and a system note a runtime added mid-conversation
+    settings.LLM_MODEL = "claude-sonnet-4-6"
     enable(chatty, warming_interval_s=60, reasoning_effort="medium")
     append(chatty, [{"id": "sys", "role": "system", "content": "You are terse."}])
     make_due(chatty)
@@ -138,20 +139,26 @@ def test_a_timer_warm_sends_the_prefix_and_re_arms(chatty, llm):
     before = timezone.now()
     result = warm_timer_run(thread_id=thread_id, token=token)
     after = timezone.now()
-    # then: the request is the real turn's prefix plus the warm prompt, max_tokens 1
+    # then: the request is the real turn's prefix plus the warm prompt, max_tokens 1; the
+    # mid-conversation system note stays in its place (moving it into `system` would change
+    # the start of every later prompt and lose the cached prefix)
     (request,) = llm.warm_requests()
+    assert llm.rejected == []
     assert request["max_tokens"] == 1
     assert request["output_config"] == {"effort": "medium"}
-    assert request["system"] == [{"type": "text", "text": "You are terse."}]
+    assert "system" not in request
     last = request["messages"][-1]
-    assert last["role"] == "user" and last["content"][-1] == {"type": "text", "text": WARM_PROMPT}
+    assert last["role"] == "user" and last["content"] == [
+        {"type": "text", "text": "[system] You are terse.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": WARM_PROMPT},
+    ]
     marked = [
         block
         for message in request["messages"]
         for block in message["content"]
         if "cache_control" in block
     ]
-    assert len(marked) == 1 and marked[0]["text"] == say(6)[-1]["content"]
+    assert len(marked) == 1
     # the result: percentages, a re-armed timer, an event — and nothing in the history
     assert (result.cache_pct, result.retention_pct) == (90, 91)
     chatty.refresh_from_db()
