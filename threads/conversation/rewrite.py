@@ -179,16 +179,16 @@ def rewrite_commit(
         # The new order: the leading system messages, the summary, the pinned messages, the
         # kept ones. New seqs continue after last_seq (never reused, as in
         # messages_replace), so no shifting UPDATE collides with the unique (thread, seq).
+        # (The kept rows move first: `kept` is "seq > cut_seq", which the moved leading and
+        # pinned rows would match too.)
         base = locked.last_seq + 1
-        for index, message in enumerate(read.leading):
-            Message.objects.filter(thread_id=thread.pk, seq=message["seq"]).update(seq=base + index)
         summary_seq = base + len(read.leading)
-        for index, message in enumerate(read.pinned):
-            Message.objects.filter(thread_id=thread.pk, seq=message["seq"]).update(
-                seq=summary_seq + 1 + index
-            )
         offset = summary_seq + 1 + len(read.pinned) - (read.cut_seq + 1)
         kept.update(seq=F("seq") + offset)
+        moved = [(m, base + i) for i, m in enumerate(read.leading)]
+        moved += [(m, summary_seq + 1 + i) for i, m in enumerate(read.pinned)]
+        for message, seq in moved:
+            Message.objects.filter(thread_id=thread.pk, seq=message["seq"]).update(seq=seq)
         content = SUMMARY_PREFIX + summary
         summary_tokens = estimate_tokens(content)
         summary_id = new_id("msg")
