@@ -159,13 +159,119 @@ class SessionCreateSerializer(StrictSerializer):
     actor = ActorSerializer()
 
 
-class SessionUsageInSerializer(StrictSerializer):
-    """input and output are required (every provider reports them); cache counts default 0."""
+def _count(help_text: str, **kwargs) -> StrictIntegerField:
+    return StrictIntegerField(
+        min_value=0, max_value=MAX_TOKENS, required=False, help_text=help_text, **kwargs
+    )
 
-    input_tokens = StrictIntegerField(min_value=0, max_value=MAX_TOKENS)
-    cache_read_tokens = StrictIntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    cache_creation_tokens = StrictIntegerField(min_value=0, max_value=MAX_TOKENS, default=0)
-    output_tokens = StrictIntegerField(min_value=0, max_value=MAX_TOKENS)
+
+class CachedTokensSerializer(serializers.Serializer):
+    """OpenAI's `prompt_tokens_details` / `input_tokens_details` (other counts in it, such
+    as audio_tokens, are accepted and ignored)."""
+
+    cached_tokens = _count("Of the input (prompt) tokens, how many were read from the cache.")
+
+
+class OutputDetailsSerializer(serializers.Serializer):
+    """OpenAI's `completion_tokens_details` / `output_tokens_details`: accepted, not stored."""
+
+    reasoning_tokens = _count("Accepted and ignored (already counted in the output tokens).")
+
+
+class CacheCreationSerializer(serializers.Serializer):
+    """Anthropic's `cache_creation` breakdown by TTL: accepted, not stored (its total is
+    `cache_creation_input_tokens`)."""
+
+    ephemeral_5m_input_tokens = _count("Accepted and ignored.")
+    ephemeral_1h_input_tokens = _count("Accepted and ignored.")
+
+
+class SessionUsageInSerializer(StrictSerializer):
+    """The turn's usage as the provider returned it: Threadline's names, Anthropic's
+    Messages API usage object, or OpenAI's (Chat Completions or Responses). Every count is
+    optional (missing = 0). Stored as input / cache read / cache creation / output, where
+    input excludes the cached tokens (as Anthropic counts): OpenAI's prompt or input tokens
+    include their `cached_tokens`, which are therefore subtracted. Two names for one count
+    must agree; a count may not be given in two cache conventions at once."""
+
+    input_tokens = _count(
+        "Input tokens. Anthropic and Threadline: not read from or written to the cache. "
+        "OpenAI Responses (with input_tokens_details): all input tokens, cached included."
+    )
+    output_tokens = _count("Output tokens (Anthropic, OpenAI Responses, Threadline).")
+    cache_read_tokens = _count("Threadline's name for tokens read from the prompt cache.")
+    cache_creation_tokens = _count("Threadline's name for tokens written to the prompt cache.")
+    cache_read_input_tokens = _count("Anthropic: tokens read from the prompt cache.")
+    cache_creation_input_tokens = _count("Anthropic: tokens written to the prompt cache.")
+    cache_creation = CacheCreationSerializer(
+        required=False, allow_null=True, help_text="Anthropic: ignored."
+    )
+    server_tool_use = serializers.DictField(
+        child=StrictIntegerField(min_value=0, max_value=MAX_TOKENS),
+        required=False,
+        allow_null=True,
+        help_text="Anthropic: server tool request counts; accepted and ignored.",
+    )
+    service_tier = serializers.CharField(
+        required=False, allow_null=True, max_length=100, help_text="Anthropic: ignored."
+    )
+    prompt_tokens = _count("OpenAI Chat Completions: all input tokens, cached included.")
+    completion_tokens = _count("OpenAI Chat Completions: output tokens.")
+    total_tokens = _count("OpenAI: input + output; accepted and ignored.")
+    prompt_tokens_details = CachedTokensSerializer(
+        required=False,
+        allow_null=True,
+        help_text="OpenAI Chat Completions: `cached_tokens` of the prompt.",
+    )
+    input_tokens_details = CachedTokensSerializer(
+        required=False, allow_null=True, help_text="OpenAI Responses: `cached_tokens` of the input."
+    )
+    completion_tokens_details = OutputDetailsSerializer(
+        required=False, allow_null=True, help_text="Ignored."
+    )
+    output_tokens_details = OutputDetailsSerializer(
+        required=False, allow_null=True, help_text="Ignored."
+    )
+
+    @staticmethod
+    def _one(data: dict, *names: str) -> tuple[int, str | None]:
+        given = [(name, data[name]) for name in names if data.get(name) is not None]
+        if len({value for _, value in given}) > 1:
+            raise serializers.ValidationError(
+                {name: [f"Disagrees with {given[0][0]} ({given[0][1]})."] for name, _ in given[1:]}
+            )
+        return (given[0][1], given[0][0]) if given else (0, None)
+
+    def validate(self, data: dict) -> dict:
+        details = {
+            name: (data.get(name) or {}).get("cached_tokens")
+            for name in ("prompt_tokens_details", "input_tokens_details")
+        }
+        flat = {**data, **{f"{name}.cached_tokens": v for name, v in details.items()}}
+        input_tokens, input_name = self._one(flat, "input_tokens", "prompt_tokens")
+        output_tokens, _ = self._one(flat, "output_tokens", "completion_tokens")
+        cached, _ = self._one(
+            flat, "prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens"
+        )
+        cache_read, read_name = self._one(flat, "cache_read_tokens", "cache_read_input_tokens")
+        creation, _ = self._one(flat, "cache_creation_tokens", "cache_creation_input_tokens")
+        openai = input_name == "prompt_tokens" or any(v is not None for v in details.values())
+        if openai:
+            if read_name is not None:
+                raise serializers.ValidationError(
+                    {read_name: ["Give cached tokens once: here or as *_details.cached_tokens."]}
+                )
+            if cached > input_tokens:
+                raise serializers.ValidationError(
+                    {"cached_tokens": ["More cached tokens than input tokens."]}
+                )
+            input_tokens, cache_read = input_tokens - cached, cached
+        return {
+            "input_tokens": input_tokens,
+            "cache_read_tokens": cache_read,
+            "cache_creation_tokens": creation,
+            "output_tokens": output_tokens,
+        }
 
 
 class TurnSettleSerializer(StrictSerializer):
