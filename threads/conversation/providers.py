@@ -151,6 +151,14 @@ def _client(api_key: str, base_url: str | None):
     return anthropic.Anthropic(api_key=api_key or None, base_url=base_url, max_retries=0)
 
 
+def prepare() -> None:
+    """Build the configured provider's client now (at process start: threads.apps), so the
+    first warm or compaction of a process does not pay for it."""
+    if settings.LLM_PROVIDER == "anthropic":
+        client = _client(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
+        client.messages.create  # noqa: B018 (the SDK imports a resource on first access)
+
+
 def classify(exc: Exception) -> ProviderError:
     """An SDK exception → ProviderError with `retryable` set (429, 5xx, 529, connection);
     a rejected request (400, 413, 422) → ProviderRejected carrying the provider's message."""

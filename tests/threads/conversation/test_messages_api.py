@@ -385,3 +385,23 @@ def test_the_sdk_is_imported_when_django_starts():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_timer_warm_with_nothing_to_warm_stops_with_a_reason(thread, llm):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from threads.conversation.warming import warm_timer_run, warming_sweep
+    from threads.models import Thread
+
+    append(thread, [{"id": "a", "role": "assistant", "content": [call("t1")]}])
+    Thread.objects.filter(pk=thread.pk).update(
+        warming_enabled=True, next_warm_at=timezone.now() - timedelta(seconds=1)
+    )
+    ((thread_id, token),) = warming_sweep()
+    assert warm_timer_run(thread_id=thread_id, token=token) is None
+    assert llm.requests == []
+    (event,) = events(thread, "warm.failed")
+    assert event["trigger"] == "timer" and event["code"] == "nothing_to_warm"
+    assert Thread.objects.get(pk=thread.pk).next_warm_at is None
