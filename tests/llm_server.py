@@ -217,6 +217,8 @@ def request_errors(body: dict[str, Any]) -> list[str]:
                         errors += _text_errors(inner, f"{where}.content.{j}")
             else:
                 seen_other = True
+            if block.get("type") == "tool_use" and role != "assistant":
+                errors.append(f"{where}: tool_use blocks are only allowed in assistant messages")
         missing = sorted(previous_calls - answered)
         if missing:
             errors.append(

@@ -171,6 +171,10 @@ def _answered_prefix(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     calls: set[str] = set()  # the ids the previous assistant turn called
     for index, turn in enumerate(turns):
         if turn["role"] == "assistant":
+            # (a tool_result belongs in a user turn: here it can only be sent as text)
+            turn["content"] = [
+                _as_text(b) if b.get("type") == "tool_result" else b for b in turn["content"]
+            ]
             calls = set(_tool_use_ids(turn["content"]))
             if calls:
                 following = turns[index + 1] if index + 1 < len(turns) else None
@@ -189,6 +193,8 @@ def _answered_prefix(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     results.append(block)
                 else:
                     rest.append(_as_text(block))
+            elif block.get("type") == "tool_use":  # a call belongs in an assistant turn
+                rest.append({"type": "text", "text": f"[tool: {block.get('name', '?')}]"})
             else:
                 rest.append(block)
         turn["content"] = results + rest

@@ -217,7 +217,9 @@ def random_history(rng: random.Random) -> list[dict]:
     history: list[dict] = []
     open_calls: list[str] = []
     for n in range(rng.randint(1, 14)):
-        kind = rng.choice(["user", "assistant", "call", "result", "system", "empty", "tool"])
+        kind = rng.choice(
+            ["user", "assistant", "call", "result", "system", "empty", "tool", "misplaced"]
+        )
         marked = rng.random() < 0.6
         if kind == "user":
             history.append({"role": "user", "content": [text(f"u{n}", marked)]})
@@ -235,6 +237,9 @@ def random_history(rng: random.Random) -> list[dict]:
                 blocks.insert(0, text(f"note {n}", marked))
             history.append({"role": "user" if kind == "result" else "tool", "content": blocks})
             open_calls = []
+        elif kind == "misplaced":  # a result in an assistant turn, a call in a user turn
+            history.append({"role": "assistant", "content": [result(f"x{n}")]})
+            history.append({"role": "user", "content": [call(f"y{n}"), text(f"u{n}")]})
         elif kind == "system":
             history.append({"role": "system", "content": [text(f"s{n}", marked)]})
         else:
