@@ -54,6 +54,7 @@ _DESCRIPTIONS = {
     412: "If-Match failed (stale_version; details: expected, actual).",
     413: "Payload too large (payload_too_large).",
     415: "The body is not JSON (unsupported_media_type).",
+    422: "The LLM provider rejected the request (provider_rejected; details: reason, status).",
     429: "Too many requests (throttled; details: retry_after).",
     503: "A dependency failed after compensation.",
 }

@@ -63,7 +63,7 @@ def test_the_compact_now_action_queues_a_compaction(
     admin_client, thread, settings, s3, django_capture_on_commit_callbacks
 ):
     settings.LLM_PROVIDER = "local"
-    append(thread, say(12))
+    append(thread, say(15))  # (5 to summarize: a summary of 2 short ones would be longer)
     short = Thread.objects.create(tenant=thread.tenant, project=thread.project)
     with django_capture_on_commit_callbacks(execute=True):
         messages = run_action(admin_client, "compact_now", [thread, short])

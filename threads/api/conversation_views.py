@@ -75,6 +75,7 @@ class ThreadConversationViewSet(TenantScopedViewSet):
                     "thread_archived",
                     "thread_generating",
                     "too_short",
+                    "nothing_to_compact",
                     "compaction_in_progress",
                 ),
             ),
@@ -144,7 +145,12 @@ class ThreadConversationViewSet(TenantScopedViewSet):
         request=None,
         responses={
             200: WarmResultSerializer,
-            **errors(404, 503, conflicts=("thread_archived", "thread_generating", "no_history")),
+            **errors(
+                404,
+                422,
+                503,
+                conflicts=("thread_archived", "thread_generating", "no_history", "nothing_to_warm"),
+            ),
         },
     )
     @action(detail=True, methods=["post"])

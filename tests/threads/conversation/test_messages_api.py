@@ -410,3 +410,13 @@ def test_a_timer_warm_with_nothing_to_warm_stops_with_a_reason(thread, llm):
     (event,) = events(thread, "warm.failed")
     assert event["trigger"] == "timer" and event["code"] == "nothing_to_warm"
     assert Thread.objects.get(pk=thread.pk).next_warm_at is None
+
+
+def test_the_schema_documents_the_warms_422_and_the_new_conflicts(api):
+    paths = api.get("/api/schema/", {"format": "json"}).json()["paths"]
+    warm_responses = paths["/api/v1/threads/{id}/warm/"]["post"]["responses"]
+    assert {"200", "409", "422", "503"} <= set(warm_responses)
+    assert "nothing_to_warm" in warm_responses["409"]["description"]
+    assert "provider_rejected" in warm_responses["422"]["description"]
+    compact = paths["/api/v1/threads/{id}/compact/"]["post"]["responses"]
+    assert "nothing_to_compact" in compact["409"]["description"]
