@@ -176,8 +176,8 @@ def test_a_system_message_mid_history_stays_in_place_as_a_user_note(llm):
         ("claude-sonnet-4-6", "low", "low"),
         ("claude-opus-4-5-20251101", "max", "high"),
         ("claude-opus-4-5", "medium", "medium"),
-        ("claude-sonnet-4-5", "high", None),
-        ("claude-haiku-4-5", "low", None),
+        ("claude-haiku-4-5", "high", None),
+        ("claude-haiku-4-5-20251001", "low", None),
         ("claude-test", "xhigh", None),
     ],
 )
@@ -316,7 +316,7 @@ def raw(llm, **params):
         ),
         (
             {
-                "model": "claude-sonnet-4-5",
+                "model": "claude-haiku-4-5",
                 "output_config": {"effort": "high"},
                 "messages": [{"role": "user", "content": "a"}],
             },
