@@ -334,8 +334,12 @@ def _hydrate_commit(
         insert_messages(locked.pk, snapshot.rows)
         shared.tag_record(thread_id=locked.pk, key=key, etag=tag)  # what a flush writes on
         state = snapshot.state if snapshot.state is not None else locked.state
+        # Another tool's snapshot is a change of the history: a new version, so that no
+        # cache of the history we flushed (same version) can ever be taken for this one.
+        version = locked.history_version + (0 if snapshot.native else 1)
         Thread.objects.filter(pk=locked.pk).update(
             tier=Tier.HOT,
+            history_version=version,
             state=state,
             message_count=len(snapshot.rows),
             last_seq=max(locked.last_seq, snapshot.last_seq),
@@ -355,7 +359,7 @@ def _hydrate_commit(
         )
         hotcache.on_commit_rebuild(
             thread_id=locked.pk,
-            history_version=locked.history_version,
+            history_version=version,
             members=snapshot.members,
             state=state,
         )
