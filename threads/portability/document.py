@@ -91,7 +91,10 @@ def document_stream(head: dict[str, Any], messages: Iterable[bytes]) -> Iterator
     without the gzip trailer — a reader sees a truncated document, never a short one."""
     gz = GzipWriter()
     digest = MessagesDigest()
-    opening = canonical(head)[:-1]  # without the closing brace
+    try:  # in the order given (not sorted): format and version first
+        opening = orjson.dumps(head)[:-1]  # without the closing brace
+    except TypeError:
+        opening = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()[:-1]
     parts = [opening + (b',"messages":[' if head else b'{"messages":[')]
     count = 0
     for message in messages:

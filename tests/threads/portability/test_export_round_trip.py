@@ -51,6 +51,7 @@ def test_the_export_document_holds_the_thread_its_history_and_a_checksum(api, ri
 
     # then
     assert (doc["format"], doc["version"]) == ("threadline.thread", 1)
+    assert list(doc)[:2] == ["format", "version"]
     assert list(doc)[-3:] == ["messages", "message_count", "sha256"]
     assert doc["thread"]["id"] == rich_thread.id
     # m0..m14 are seqs 1..15, the summary 16, the kept m12..m14 17..19; m14 truncated

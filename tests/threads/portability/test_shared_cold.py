@@ -183,3 +183,28 @@ def test_a_cold_key_import_cannot_reach_another_tenants_thread_or_leave_the_pref
     missing = snapshot.snapshot_key("thd_nothere")
     response = outsider.post(f"/api/v1/threads/import?project={theirs.id}&cold_key={missing}")
     assert_error(response, 404, "not_found")
+
+
+def test_zeitlich_adapter_messages_hydrate_mapped_not_as_raw_json(api, thread, s3):
+    # given a cold thread to which zeitlich's Anthropic and LangChain adapters appended
+    history.messages_append(thread=thread, messages=say("a"))
+    assert api.post(url(thread.id, "flush")).json()["tier"] == "cold"
+    Zeitlich(s3, thread.id).append_and_flush(
+        fixtures.ANTHROPIC_SYSTEM, fixtures.ANTHROPIC_ASSISTANT, fixtures.LANGCHAIN_AI
+    )
+
+    # when
+    messages = messages_of(api, thread.id)
+
+    # then
+    assert [(m["id"], m["seq"], m["role"]) for m in messages] == [
+        ("a", 1, "user"),
+        ("z-sys", 2, "system"),
+        ("z-a1", 3, "assistant"),
+        ("lc-a1", 4, "assistant"),
+    ]
+    assert messages[2]["content"] == fixtures.ANTHROPIC_ASSISTANT["message"]["content"]
+    assert messages[3]["content"] == [
+        {"type": "tool_use", "id": "call_9", "name": "weather", "input": {"city": "Bergen"}}
+    ]
+    assert "zeitlich_raw" not in messages[1]["metadata"]
