@@ -284,7 +284,8 @@ def _compactions(plan: Plan, thread: Thread) -> tuple[list[Compaction], list[str
 
 
 def _int(value: Any, default: int | None = None) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    """A count of the record, or `default` for anything that is not one a column holds."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
         return value
     return default
 

@@ -161,7 +161,11 @@ def _threadline(data: dict[str, Any], digest: str) -> Plan:
     state = data.get("state")
     _require(state is None or isinstance(state, dict), "$.state", "must be an object or null")
     last_seq = thread.get("last_seq", previous)
-    _require(isinstance(last_seq, int) and last_seq >= 0, "$.thread.last_seq", "not an integer")
+    _require(
+        isinstance(last_seq, int) and 0 <= last_seq <= foreign.MAX_SEQ,
+        "$.thread.last_seq",
+        f"an integer from 0 to {foreign.MAX_SEQ}",
+    )
     metadata = thread.get("metadata") or {}
     _require(isinstance(metadata, dict), "$.thread.metadata", "must be an object")
     title = thread.get("title") or ""
@@ -181,11 +185,12 @@ def _threadline(data: dict[str, Any], digest: str) -> Plan:
     )
 
 
+# name → (column, minimum, maximum, nullable), the bounds of PATCH /threads/{id}/.
 _COMPACTION_FIELDS = {
-    "threshold_tokens": ("compaction_threshold_tokens", 0, True),
-    "threshold_percent": ("compaction_threshold_percent", 0, False),
-    "context_window": ("compaction_context_window", 1000, False),
-    "keep_last": ("compaction_keep_last", 1, False),
+    "threshold_tokens": ("compaction_threshold_tokens", 0, 100_000_000, True),
+    "threshold_percent": ("compaction_threshold_percent", 0, 100, False),
+    "context_window": ("compaction_context_window", 1000, 100_000_000, False),
+    "keep_last": ("compaction_keep_last", 1, 100_000, False),
 }
 
 
@@ -197,14 +202,14 @@ def _settings(thread: dict[str, Any]) -> dict[str, Any]:
         columns["reasoning_effort"] = effort
     compaction = thread.get("compaction") or {}
     _require(isinstance(compaction, dict), "$.thread.compaction", "must be an object")
-    for name, (column, minimum, nullable) in _COMPACTION_FIELDS.items():
+    for name, (column, minimum, maximum, nullable) in _COMPACTION_FIELDS.items():
         if name not in compaction:
             continue
         value = compaction[name]
         ok = (value is None and nullable) or (
-            isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+            isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
         )
-        _require(ok, f"$.thread.compaction.{name}", f"must be an integer ≥ {minimum}")
+        _require(ok, f"$.thread.compaction.{name}", f"an integer from {minimum} to {maximum}")
         columns[column] = value
     return columns
 
@@ -219,7 +224,7 @@ def _compacted_ids(items: Any) -> list[tuple[str, int, str | None]]:
             and isinstance(item.get("id"), str)
             and 0 < len(item["id"]) <= 128
             and isinstance(item.get("seq"), int)
-            and item["seq"] >= 0
+            and 0 <= item["seq"] <= foreign.MAX_SEQ
         )
         _require(ok, path, "must be {id, seq, compaction}")
         out.append((item["id"], item["seq"], item.get("compaction")))

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 UNMAPPED = "unmapped"
+MAX_SEQ = 2**62  # as the API's after_seq (seqs are bigint columns)
 ROLES = frozenset({"user", "assistant", "system", "tool"})
 _ROLE_NAMES = {
     "user": "user",
@@ -131,8 +132,8 @@ def native_message(parsed: dict[str, Any], path: str) -> Mapped:
     if role not in ROLES:
         raise Unmappable(f"{path}.role", f"must be one of {sorted(ROLES)}")
     seq, tokens, metadata = parsed.get("seq"), parsed.get("token_estimate"), parsed.get("metadata")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise Unmappable(f"{path}.seq", "must be a positive integer")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq <= MAX_SEQ:
+        raise Unmappable(f"{path}.seq", f"must be an integer from 1 to {MAX_SEQ}")
     if not isinstance(metadata, dict):
         raise Unmappable(f"{path}.metadata", "must be an object")
     return Mapped(
@@ -141,7 +142,7 @@ def native_message(parsed: dict[str, Any], path: str) -> Mapped:
         content=_blocks(parsed.get("content"), f"{path}.content"),
         metadata=metadata,
         seq=seq,
-        token_estimate=tokens if isinstance(tokens, int) and tokens >= 0 else None,
+        token_estimate=tokens if isinstance(tokens, int) and 0 <= tokens < 2**31 else None,
         created_at=parsed.get("created_at"),
     )
 

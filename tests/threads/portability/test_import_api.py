@@ -326,3 +326,55 @@ def test_bad_parameters_are_400s(api, project):
 def test_an_outsider_cannot_import_into_a_project_of_ours(api, project, outsider):
     assert_error(post_document(outsider, project, fixtures.zeitlich_v1()), 404, "not_found")
     assert not Thread.objects.exists()
+
+
+def threadline(**overrides) -> dict:
+    doc = {
+        "format": "threadline.thread",
+        "version": 1,
+        "thread": {"id": "thd_x", "last_seq": 1},
+        "messages": [],
+        "message_count": 0,
+        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    }
+    return {**doc, **overrides}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [1],
+        {"values": []},
+        {"v": 2, "messages": []},
+        {"v": 1, "messages": ["null", '"text"', "[]"]},
+        {"v": 1, "messages": [json.dumps({"role": "user", "content": "nul \u0000"})]},
+        {"object": "list", "data": "x"},
+        {"object": "list", "data": [{"type": "message", "role": "user", "content": {"a": 1}}]},
+        {"object": "list", "data": [{"type": "message", "id": 5, "role": "user"}]},
+        {"values": {"messages": [{"type": "ai", "content": None}]}},
+        {"format": "threadline.thread", "version": 1},
+        threadline(version=2),
+        threadline(thread={"last_seq": 2**70}),
+        threadline(thread={"compaction": {"context_window": 2**40}}),
+        threadline(thread={"reasoning_effort": "extreme"}),
+        threadline(compacted_ids=[{"id": "a", "seq": "1"}]),
+        threadline(compactions=[{"id": 5}]),
+        threadline(
+            messages=[{"id": "a", "seq": 2**63, "role": "user", "content": "x", "metadata": {}}],
+            message_count=1,
+        ),
+        threadline(messages=[{"id": "a", "seq": True, "role": "user"}], message_count=1),
+    ],
+)
+def test_odd_documents_are_400s_never_500s(api, project, document):
+    response = post_document(api, project, document)
+
+    assert_error(response, 400, "invalid_document")
+    assert not Thread.objects.exists()
+
+
+def test_an_empty_conversation_imports_as_an_empty_thread(api, project):
+    response = post_document(api, project, {"object": "list", "data": []})
+
+    assert response.status_code == 201, response.content
+    assert response.json()["thread"]["message_count"] == 0

@@ -43,7 +43,10 @@ class Zeitlich:
         """hydrate (the list as stored), append raw JSON strings, flush (encode + put)."""
         snap = self.load()
         messages = snap["messages"] + [json.dumps(m) for m in stored]
-        dedup = snap.get("dedupIds", []) + [":".join(m["id"] for m in stored)]
+        # the batch's dedup key: the adapters' idOf joined by ":" (LangChain: data.id)
+        dedup = snap.get("dedupIds", []) + [
+            ":".join(m.get("id") or m["data"]["id"] for m in stored)
+        ]
         body = gzip.compress(
             json.dumps(
                 {"v": 1, "messages": messages, "state": snap.get("state"), "dedupIds": dedup}
