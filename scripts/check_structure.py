@@ -21,6 +21,9 @@ LEVELS = {"common": 0, "threads": 1, "sessions_app": 2, "handoffs": 3, "tasks": 
 # The exceptions, each a module any room may import: threads asks about sessions through
 # one selector; the Celery app and the environment readers are leaves every room may use.
 OPEN_MODULES = {"sessions_app.selectors", "config.celery", "config.env"}
+# Packages inside a room that only some of its modules may import: threads.portability (export
+# and import) sits on top of threads' storage and conversation, under its API and commands.
+INNER_ROOMS = {"threads.portability": ("threads.portability", "threads.api", "threads.management")}
 
 
 def project_modules() -> dict[str, Path]:
@@ -91,6 +94,10 @@ def _runtime_nodes(tree: ast.AST):
 def against_the_arrows(module: str, target: str) -> bool:
     if target in OPEN_MODULES:
         return False
+    for room, allowed in INNER_ROOMS.items():
+        inside = target == room or is_ancestor(room, target)
+        if inside and not any(module == a or is_ancestor(a, module) for a in allowed):
+            return True
     return LEVELS[target.split(".")[0]] > LEVELS[module.split(".")[0]]
 
 

@@ -24,6 +24,8 @@ THREAD_LIFECYCLE_CHANGED = "thread.lifecycle_changed"
 # Hot and cold tiers
 THREAD_FLUSHED = "thread.flushed"
 THREAD_HYDRATED = "thread.hydrated"
+# Portable threads (threads/portability)
+THREAD_IMPORTED = "thread.imported"
 # Compaction, warming, the steering queue, provider retries
 COMPACTION_REQUESTED = "compaction.requested"
 COMPACTION_FAILED = "compaction.failed"

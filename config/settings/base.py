@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "common",
     "threads",
+    "threads.storage",
     "sessions_app",
     "handoffs",
     "tasks",
@@ -216,6 +217,11 @@ PAGE_MAX_BYTES = env_int("PAGE_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
 COLD_AFTER_SECONDS = env_int("COLD_AFTER_SECONDS", 3600, minimum=1)
 COLD_STORAGE = env_choice("COLD_STORAGE", "filesystem", ("filesystem", "s3"))
 COLD_PREFIX = env_str("COLD_PREFIX", "threads")
+# PutObject with If-Match / If-None-Match (AWS S3, moto, recent MinIO); off → a checked
+# read-before-write for stores that ignore or refuse the headers (README, "Shared cold objects").
+COLD_CONDITIONAL_WRITES = env_bool("COLD_CONDITIONAL_WRITES", True)
+# The largest import document, after gunzip (a larger body or document → 413).
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "threadline")
 AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL", "") or None
 AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")

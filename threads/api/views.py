@@ -386,11 +386,28 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(
         summary="Move the thread to cold storage (tier cold)",
         request=None,
-        responses={**THREAD, **errors(404, 503, conflicts=["thread_generating", "thread_busy"])},
+        parameters=[
+            OpenApiParameter(
+                "overwrite",
+                bool,
+                description="Replace a cold object another tool wrote since Threadline last "
+                "read it (otherwise 409 cold_object_changed).",
+            )
+        ],
+        responses={
+            **THREAD,
+            **errors(
+                404, 503, conflicts=["thread_generating", "thread_busy", "cold_object_changed"]
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def flush(self, request: Request, pk: str) -> Response:
-        return thread_response(tiers.thread_flush(thread=self.get_object()))
+        overwrite = request.query_params.get("overwrite", "false")
+        if overwrite not in ("true", "false"):
+            raise ValidationError({"overwrite": ["Must be true or false."]})
+        thread = tiers.thread_flush(thread=self.get_object(), overwrite=overwrite == "true")
+        return thread_response(thread)
 
     @extend_schema(
         summary="Bring the thread back from cold storage (tier hot)",

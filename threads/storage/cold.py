@@ -12,11 +12,13 @@ can decide what absence means.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from typing import Any
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from storages.backends.s3 import S3Storage
@@ -36,6 +38,10 @@ class ColdStorageUnavailable(DependencyUnavailable):
 
 class ColdObjectMissing(Exception):
     """No object at that key."""
+
+
+class ColdPreconditionFailed(Exception):
+    """A conditional write found the object not as expected (S3 412 PreconditionFailed)."""
 
 
 class ColdS3Storage(S3Storage):
@@ -123,6 +129,76 @@ def get(key: str) -> bytes:
             raise ColdObjectMissing(key) from exc
         logger.warning("cold storage read of %s failed: %s", key, exc)
         raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+
+
+def body_tag(body: bytes) -> str:
+    """The tag of an object on a store without ETags (the filesystem): its SHA-256."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def get_tagged(key: str) -> tuple[bytes, str]:
+    """get, with the object's ETag (S3) or body_tag (elsewhere): what a later conditional
+    write names as the version it expects."""
+    store = storage()
+    if not isinstance(store, S3Storage):
+        body = get(key)
+        return body, body_tag(body)
+    client, target = _s3_target(store, key)
+    try:
+        response = client.get_object(**target)
+        return response["Body"].read(), response["ETag"]
+    except Exception as exc:
+        if _is_missing(exc):
+            raise ColdObjectMissing(key) from exc
+        logger.warning("cold storage read of %s failed: %s", key, exc)
+        raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+
+
+def put_conditional(key: str, body: bytes, *, if_match: str | None) -> str:
+    """Write `key` only if it is still the object tagged `if_match` (None: only if there is
+    no object), and return the new tag; ColdPreconditionFailed otherwise.
+
+    On S3 with COLD_CONDITIONAL_WRITES this is PutObject with If-Match / If-None-Match: *,
+    which the store settles atomically. Elsewhere (the filesystem, or an S3-compatible store
+    without conditional writes) it is a checked read-before-write: the window between the
+    read and the write is not covered."""
+    store = storage()
+    if isinstance(store, S3Storage) and settings.COLD_CONDITIONAL_WRITES:
+        client, target = _s3_target(store, key)
+        condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        try:
+            response = client.put_object(
+                Body=body, **target, **condition, **_write_parameters(store, key)
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+                raise ColdPreconditionFailed(key) from exc
+            if if_match and _is_missing(exc):  # If-Match on a deleted object
+                raise ColdPreconditionFailed(key) from exc
+            logger.warning("cold storage write of %s failed: %s", key, exc)
+            raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+        except Exception as exc:
+            logger.warning("cold storage write of %s failed: %s", key, exc)
+            raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+        return response["ETag"]
+    try:
+        _, current = get_tagged(key)
+    except ColdObjectMissing:
+        current = None
+    if not _same_tag(current, if_match):
+        raise ColdPreconditionFailed(key)
+    put(key, body)
+    if not isinstance(store, S3Storage):
+        return body_tag(body)
+    _, written = get_tagged(key)
+    return written
+
+
+def _same_tag(current: str | None, expected: str | None) -> bool:
+    if current is None or expected is None:
+        return current is expected
+    return current.strip('"') == expected.strip('"')
 
 
 def delete(key: str) -> None:

@@ -16,10 +16,13 @@ a compaction summarized away (CompactedMessageId) are not in it: they stay in th
 which a flush leaves alone (it deletes message rows only), so a hydrated thread still dedups
 them.
 
-A plain zeitlich v1 snapshot (only the first four keys) hydrates too: each string is parsed;
-the message id is its "id", else the dedupIds entry at the same index (when the two lists
-align), else a new `msg_…`; seqs are 1..n; anything we cannot map faithfully is kept in the
-message's metadata under "zeitlich_raw".
+A plain zeitlich v1 snapshot (only the first four keys) hydrates too: each string is parsed
+and mapped by foreign.py (zeitlich's plain, Anthropic-envelope and LangChain shapes, and our
+own message JSON that a zeitlich flush carried back); the message id is its own, else the
+dedupIds entry at the same index (when the two lists align), else a new `msg_…`. Seqs are
+never reused: a message that carries the seq Threadline gave it keeps it, every other one
+gets the next seq after the thread's last_seq (foreign.assign_seqs). A message no mapping
+reads is kept whole, its raw JSON in metadata "zeitlich_raw".
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from common.errors import ColdSnapshotCorrupt
 from common.ids import new_id
 from threads.message_format import estimate_tokens, message_json
 from threads.models import MESSAGE_COLUMNS, Message, Role, Thread
-from threads.storage import cold
+from threads.storage import cold, foreign
 
 SNAPSHOT_VERSION = 1
 
@@ -104,18 +107,6 @@ class DecodedSnapshot:
     native: bool  # written by Threadline (else a plain zeitlich v1 snapshot)
 
 
-# zeitlich stores whatever message objects its app used; these are the common spellings.
-_FOREIGN_ROLES = {
-    "human": Role.USER,
-    "user": Role.USER,
-    "ai": Role.ASSISTANT,
-    "assistant": Role.ASSISTANT,
-    "system": Role.SYSTEM,
-    "tool": Role.TOOL,
-    "function": Role.TOOL,
-}
-
-
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 128
 
@@ -155,30 +146,17 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
 
     dedup = data.get("dedupIds")
     aligned = dedup if isinstance(dedup, list) and len(dedup) == len(messages) else None
-    now = timezone.now()
-    rows: list[Row] = []
-    members: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    last_seq = 0
+    parsed = []
     for index, raw in enumerate(messages):
         try:
-            parsed = json.loads(raw)
+            parsed.append(json.loads(raw))
         except ValueError as exc:
             raise corrupt("bad_message", index=index) from exc
-        if native:
-            message = _native_message(parsed, last_seq)
-            if message is None or message.message_id in seen:
-                raise corrupt("bad_message", index=index)
-            member = raw
-        else:
-            message = _foreign_message(parsed, raw, index, aligned, now)
-            if message.message_id in seen:
-                message = message._replace(message_id=new_id("msg"))
-            member = message_json(*message)
-        seen.add(message.message_id)
-        last_seq = message.seq
-        rows.append(message)
-        members.append((message.seq, member))
+    if native:
+        rows, members = _native_rows(parsed, messages, corrupt)
+    else:
+        rows, members = _foreign_rows(parsed, messages, aligned, after=thread.last_seq)
+    last_seq = rows[-1].seq if rows else 0
     state = data.get("state")
     recorded_last_seq = data.get("last_seq") if native else None
     if isinstance(recorded_last_seq, int):  # a truncation leaves last_seq above the rows
@@ -215,28 +193,56 @@ def _native_message(parsed: Any, after_seq: int) -> Row | None:
     return Row(parsed["id"], seq, role, parsed["content"], parsed["metadata"], tokens, created_at)
 
 
-def _foreign_message(parsed: Any, raw: str, index: int, aligned: list | None, now: datetime) -> Row:
-    """A zeitlich message: whatever object its app stored, mapped as well as it goes."""
-    body = parsed if isinstance(parsed, dict) else {}
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    role = body.get("role")
-    if role not in _ROLES:
-        role = _FOREIGN_ROLES.get(body.get("role") or body.get("type"))
-    content = body["content"] if "content" in body else data.get("content")
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    if role is None or not isinstance(content, str | list):
-        metadata = {**metadata, "zeitlich_raw": raw}
-        role = role or Role.USER
-        content = content if isinstance(content, str | list) else raw
-    if _valid_id(body.get("id")):
-        message_id = body["id"]
-    elif aligned is not None and _valid_id(aligned[index]):
-        message_id = aligned[index]
-    else:
-        message_id = new_id("msg")
-    created = body.get("created_at")
-    created_at = _datetime(created) or now
-    return Row(message_id, index + 1, role, content, metadata, estimate_tokens(content), created_at)
+def _native_rows(parsed: list[Any], messages: list[str], corrupt) -> tuple[list[Row], list]:
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for index, message in enumerate(parsed):
+        row = _native_message(message, rows[-1].seq if rows else 0)
+        if row is None or row.message_id in seen:
+            raise corrupt("bad_message", index=index)
+        seen.add(row.message_id)
+        rows.append(row)
+    return rows, [(row.seq, raw) for row, raw in zip(rows, messages, strict=True)]
+
+
+def _foreign_rows(
+    parsed: list[Any], messages: list[str], aligned: list | None, *, after: int
+) -> tuple[list[Row], list]:
+    """A snapshot another tool wrote (zeitlich): each message mapped by foreign.py; one it
+    cannot read is kept whole (role user, metadata "zeitlich_raw"). Seqs: foreign.assign_seqs
+    (the ones Threadline gave are kept, new messages continue after the thread's last_seq)."""
+    now = timezone.now()
+    mapped = []
+    for index, (message, raw) in enumerate(zip(parsed, messages, strict=True)):
+        try:
+            mapped.append(foreign.zeitlich_message(message, f"$.messages[{index}]"))
+        except foreign.Unmappable:
+            own_id = message.get("id") if isinstance(message, dict) else None
+            mapped.append(
+                foreign.Mapped(
+                    id=own_id if _valid_id(own_id) else None,
+                    role=Role.USER,
+                    content=raw,
+                    metadata={"zeitlich_raw": raw},
+                )
+            )
+    seqs = foreign.assign_seqs([m.seq for m in mapped], after=after)
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for index, (message, seq) in enumerate(zip(mapped, seqs, strict=True)):
+        message_id = message.id
+        if message_id is None and aligned is not None and _valid_id(aligned[index]):
+            message_id = aligned[index]
+        if message_id is None or message_id in seen:
+            message_id = new_id("msg")
+        seen.add(message_id)
+        tokens = message.token_estimate
+        if message.seq is None or tokens is None:
+            tokens = estimate_tokens(message.content)
+        created_at = _datetime(message.created_at) or now
+        content, metadata = message.content, message.metadata
+        rows.append(Row(message_id, seq, message.role, content, metadata, tokens, created_at))
+    return rows, [(row.seq, message_json(*row)) for row in rows]
 
 
 def _datetime(value: Any) -> datetime | None:

@@ -16,6 +16,7 @@ from common.errors import DependencyUnavailable, NotFound, ThreadBusy, ThreadGen
 from sessions_app.selectors import active_sessions_of_outer_thread
 from threads.models import Thread, Tier
 from threads.storage import tiers
+from threads.storage.shared import ColdObjectChanged
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ def _sweep_one(candidate: Thread, cutoff: datetime) -> str:
             if exc.details.get("reason") != "changed" or attempt:
                 return "skipped"
         except (ThreadGenerating, NotFound):
+            return "skipped"
+        except ColdObjectChanged:
+            # Another tool wrote the object: left hot until someone resolves it (README,
+            # "Shared cold objects"); the sweep must not overwrite it either.
+            logger.warning("idle flush of %s refused: its cold object changed", candidate.pk)
             return "skipped"
         except DependencyUnavailable as exc:
             logger.warning("idle flush of %s failed: %s %s", candidate.pk, exc.code, exc.details)

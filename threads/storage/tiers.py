@@ -47,7 +47,7 @@ from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_ge
 from threads import events, locks
 from threads.events import event_record
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
-from threads.storage import cold, hotcache
+from threads.storage import cold, hotcache, shared
 from threads.storage.snapshot import (
     DecodedSnapshot,
     Row,
@@ -82,7 +82,7 @@ def _adopt(thread: Thread, fresh: Thread) -> Thread:
     return thread
 
 
-def _insert_messages(thread_id: str, rows: list[Row]) -> None:
+def insert_messages(thread_id: str, rows: list[Row]) -> None:
     """Insert restored rows. On PostgreSQL one COPY: for a 10,000-message thread it takes a
     fraction of bulk_create's time (80,000 bound parameters across ten INSERTs)."""
     if connection.vendor != "postgresql":
@@ -162,20 +162,23 @@ def _lease_release(thread_id: str, lease: str, previous: str) -> None:
         logger.exception("could not release the flush lease of %s", thread_id)
 
 
-def thread_flush(*, thread: Thread, idle_before: datetime | None = None) -> Thread:
+def thread_flush(
+    *, thread: Thread, idle_before: datetime | None = None, overwrite: bool = False
+) -> Thread:
     """Move the thread's messages to cold storage (see the module docstring for the order).
 
     Idempotent: an already cold thread is returned as it is. `idle_before` (the sweep) also
     requires that the thread has had no activity since then, checked in the final UPDATE.
     Raises ThreadGenerating (409) while a session runs a turn, ThreadBusy (409, details
     reason flushing|changed|active) when another flush holds the thread or it changed,
-    ColdStorageUnavailable (503) when the store fails — in every case the thread stays hot
-    with all its rows."""
-    flush_once(thread, idle_before=idle_before)
+    ColdStorageUnavailable (503) when the store fails, ColdObjectChanged (409) when another
+    tool wrote the object since (`overwrite` replaces it) — in every case the thread stays
+    hot with all its rows."""
+    flush_once(thread, idle_before=idle_before, overwrite=overwrite)
     return _adopt(thread, _reload(thread))
 
 
-def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
+def flush_once(thread: Thread, *, idle_before: datetime | None, overwrite: bool = False) -> bool:
     """thread_flush; True if this call flushed it, False if it was already cold (the sweep
     counts the two apart)."""
     current = _reload(thread)
@@ -191,7 +194,14 @@ def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
         snapshot = snapshot_encode(thread=current)
         body = cold.gzip_json(snapshot)
         key = snapshot_key(current.pk)
-        cold.put_verified(key, body)
+        # Only on top of the object this thread last wrote or read (shared.py): another
+        # tool's write since then is 409 cold_object_changed, never silently replaced.
+        shared.snapshot_write(thread_id=current.pk, key=key, body=body, overwrite=overwrite)
+        stored, tag = cold.get_tagged(key)
+        if stored != body:
+            raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
+        # The object is ours from here on, whether or not the commit below succeeds.
+        shared.tag_record(thread_id=current.pk, key=key, etag=tag)
         _flush_commit(
             current, snapshot, lease=lease, key=key, size=len(body), idle_before=idle_before
         )
@@ -300,18 +310,18 @@ def thread_hydrate(*, thread: Thread) -> Thread:
             return _adopt(thread, current)
         key = current.cold_key or snapshot_key(current.pk)
         try:
-            body = cold.get(key)
+            body, tag = cold.get_tagged(key)
         except cold.ColdObjectMissing as exc:
             raise ColdSnapshotCorrupt(thread=current.pk, key=key, reason="missing") from exc
         snapshot = snapshot_decode(body, thread=current, key=key)
-        restored = _hydrate_commit(current, snapshot, key=key, size=len(body))
+        restored = _hydrate_commit(current, snapshot, key=key, size=len(body), tag=tag)
         if restored is not None:
             return _adopt(thread, restored)
     raise ThreadBusy(thread=thread.pk, reason="changed")
 
 
 def _hydrate_commit(
-    thread: Thread, snapshot: DecodedSnapshot, *, key: str, size: int
+    thread: Thread, snapshot: DecodedSnapshot, *, key: str, size: int, tag: str
 ) -> Thread | None:
     """Insert the rows and flip the tier under the row lock; None when the thread was
     flushed again since the snapshot was read (it may be stale: read it again)."""
@@ -321,10 +331,15 @@ def _hydrate_commit(
             return locked  # a concurrent hydrate restored it first
         if locked.last_flushed_at != thread.last_flushed_at:
             return None
-        _insert_messages(locked.pk, snapshot.rows)
+        insert_messages(locked.pk, snapshot.rows)
+        shared.tag_record(thread_id=locked.pk, key=key, etag=tag)  # what a flush writes on
         state = snapshot.state if snapshot.state is not None else locked.state
+        # Another tool's snapshot is a change of the history: a new version, so that no
+        # cache of the history we flushed (same version) can ever be taken for this one.
+        version = locked.history_version + (0 if snapshot.native else 1)
         Thread.objects.filter(pk=locked.pk).update(
             tier=Tier.HOT,
+            history_version=version,
             state=state,
             message_count=len(snapshot.rows),
             last_seq=max(locked.last_seq, snapshot.last_seq),
@@ -344,7 +359,7 @@ def _hydrate_commit(
         )
         hotcache.on_commit_rebuild(
             thread_id=locked.pk,
-            history_version=locked.history_version,
+            history_version=version,
             members=snapshot.members,
             state=state,
         )

@@ -221,7 +221,11 @@ def test_a_plain_zeitlich_snapshot_still_hydrates_a_compacted_thread(api, compac
     assert [m["id"] for m in listed(api, compacted)] == ["z1"]
     response = post(api, compacted, msg("z1"), msg("m0"))
     assert response.status_code == 200, response.content
-    assert response.json()["messages"] == [{"id": "z1", "seq": 1}, {"id": "m0", "seq": 1}]
+    # (z1 carries no seq: it gets one after last_seq, never m0's seq 1 a second time)
+    assert response.json()["messages"] == [
+        {"id": "z1", "seq": LAST_SEQ + 1},
+        {"id": "m0", "seq": 1},
+    ]
 
 
 def test_a_replacement_forgets_the_compacted_ids(api, compacted):

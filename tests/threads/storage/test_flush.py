@@ -180,13 +180,13 @@ def test_flush_keeps_rows_when_the_snapshot_write_fails_and_succeeds_after_a_res
 def test_a_write_since_encoding_aborts_the_flush_with_nothing_lost(api, thread, s3, monkeypatch):
     # given an append that lands while the snapshot is being written
     add(thread, "a")
-    real_put = cold.put
+    real_put = cold.put_conditional
 
-    def put_racing_an_append(key, body):
+    def put_racing_an_append(key, body, **condition):
         add(Thread.objects.get(pk=thread.pk), "late")
-        real_put(key, body)
+        real_put(key, body, **condition)
 
-    monkeypatch.setattr(cold, "put", put_racing_an_append)
+    monkeypatch.setattr(cold, "put_conditional", put_racing_an_append)
 
     # when
     details = assert_error(api.post(url(thread, "flush")), 409, "thread_busy")
@@ -198,7 +198,7 @@ def test_a_write_since_encoding_aborts_the_flush_with_nothing_lost(api, thread, 
     assert ids_of(thread) == ["a", "late"]
 
     # and the next flush takes the new message along
-    monkeypatch.setattr(cold, "put", real_put)
+    monkeypatch.setattr(cold, "put_conditional", real_put)
     assert api.post(url(thread, "flush")).json()["tier"] == "cold"
     assert stored(s3, thread)["dedupIds"] == ["a", "late"]
 
@@ -208,13 +208,13 @@ def test_a_mismatch_between_write_and_read_back_keeps_the_rows_and_a_retry_conve
 ):
     # given a store that changes the object between our write and our read-back
     add(thread, "a", "b", "c")
-    real_put = cold.put
+    real_put = cold.put_conditional
 
-    def put_then_clobber(key, body):
-        real_put(key, body)
+    def put_then_clobber(key, body, **condition):
+        real_put(key, body, **condition)
         s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"clobbered")
 
-    monkeypatch.setattr(cold, "put", put_then_clobber)
+    monkeypatch.setattr(cold, "put_conditional", put_then_clobber)
 
     # when: the write happened, the deletion must not
     details = assert_error(api.post(url(thread, "flush")), 503, "cold_storage_unavailable")
@@ -225,7 +225,7 @@ def test_a_mismatch_between_write_and_read_back_keeps_the_rows_and_a_retry_conve
     assert ids_of(thread) == ["a", "b", "c"]
 
     # and a retry converges with nothing lost
-    monkeypatch.setattr(cold, "put", real_put)
+    monkeypatch.setattr(cold, "put_conditional", real_put)
     assert api.post(url(thread, "flush")).json()["tier"] == "cold"
     assert api.post(url(thread, "hydrate")).json()["tier"] == "hot"
     assert ids_of(thread) == ["a", "b", "c"]
@@ -236,11 +236,11 @@ import os, django
 django.setup()
 from threads.storage import cold, tiers
 from threads.models import Thread
-real_put = cold.put
-def put_then_die(key, body):
-    real_put(key, body)
+real_put = cold.put_conditional
+def put_then_die(key, body, **condition):
+    real_put(key, body, **condition)
     os._exit(9)  # killed between the snapshot write and the row deletion
-cold.put = put_then_die
+cold.put_conditional = put_then_die
 tiers.thread_flush(thread=Thread.objects.get(pk=os.environ["THREAD_ID"]))
 """
 

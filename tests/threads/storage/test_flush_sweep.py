@@ -90,16 +90,16 @@ def test_the_sweep_goes_through_every_batch(api, project, thread, s3, monkeypatc
 def test_a_thread_that_changed_during_its_flush_is_retried_once(thread, s3, monkeypatch):
     # given a state change (not activity) that lands during the first snapshot write
     sleeping = idle(thread, "a")
-    real_put = cold.put
+    real_put = cold.put_conditional
     calls = []
 
-    def put_racing_a_state_change(key, body):
+    def put_racing_a_state_change(key, body, **condition):
         calls.append(key)
         if len(calls) == 1:
             services.thread_state_set(thread=Thread.objects.get(pk=sleeping.pk), state={"x": 1})
-        real_put(key, body)
+        real_put(key, body, **condition)
 
-    monkeypatch.setattr(cold, "put", put_racing_a_state_change)
+    monkeypatch.setattr(cold, "put_conditional", put_racing_a_state_change)
 
     # when
     batch = sweep.flush_idle_batch()
@@ -111,16 +111,16 @@ def test_a_thread_that_changed_during_its_flush_is_retried_once(thread, s3, monk
 
 def test_a_thread_that_became_active_during_its_flush_is_skipped(thread, s3, monkeypatch):
     sleeping = idle(thread, "a")
-    real_put = cold.put
+    real_put = cold.put_conditional
 
-    def put_racing_an_append(key, body):
+    def put_racing_an_append(key, body, **condition):
         history.messages_append(
             thread=Thread.objects.get(pk=sleeping.pk),
             messages=[{"id": "b", "role": "user", "content": "b"}],
         )
-        real_put(key, body)
+        real_put(key, body, **condition)
 
-    monkeypatch.setattr(cold, "put", put_racing_an_append)
+    monkeypatch.setattr(cold, "put_conditional", put_racing_an_append)
 
     batch = sweep.flush_idle_batch()
 

@@ -277,14 +277,15 @@ def test_a_plain_zeitlich_v1_snapshot_hydrates(api, thread, s3):
     # when
     response = api.get(url(thread, "messages"))
 
-    # then ids come from the message, else from dedupIds; seqs are 1..n
+    # then ids come from the message, else from dedupIds; messages that carry no seq get
+    # seqs after the thread's last_seq (1, "old"): seq 1 is never given a second time
     assert response.status_code == 200
     messages = response.json()["results"]
     assert [(m["id"], m["seq"], m["role"]) for m in messages] == [
-        ("z1", 1, "user"),
-        ("from-dedup", 2, "assistant"),
-        ("d3", 3, "user"),
-        ("d4", 4, "user"),
+        ("z1", 2, "user"),
+        ("from-dedup", 3, "assistant"),
+        ("d3", 4, "user"),
+        ("d4", 5, "user"),
     ]
     assert messages[1]["content"] == [{"type": "text", "text": "hi"}]
     assert messages[2]["content"] == "langchain style"
