@@ -170,9 +170,13 @@ def apply_each(
     loop has run (an average over the results, say). It warns when anything failed.
     """
     tally = tally_each(objects, action)
-    parts = [f"{done} {_plural(tally.done, noun)}."]
-    if already and tally.unchanged:
-        parts.append(f"{tally.unchanged} already {already}.")
+    if already and tally.unchanged and not tally.done and not tally.failures:
+        # Nothing to do for any of them (a button pressed twice): say only that.
+        parts = [f"{_plural(tally.unchanged, noun)} already {already}; nothing was done."]
+    else:
+        parts = [f"{done} {_plural(tally.done, noun)}."]
+        if already and tally.unchanged:
+            parts.append(f"{tally.unchanged} already {already}.")
     if note and (text := note()):
         parts.append(text)
     if tally.failures:

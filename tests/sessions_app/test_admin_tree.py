@@ -88,7 +88,7 @@ def test_fail_from_the_change_page_takes_a_reason_and_says_already_failed(admin_
     assert event.payload["reason"] == "stuck on a tool"
 
     assert press(admin_client, session, "fail", reason="again") == [
-        "Failed 0 sessions. 1 already failed."
+        "1 session already failed; nothing was done."
     ]
     assert Event.objects.filter(session_id=session.pk, kind="session.failed").count() == 1
 
@@ -97,7 +97,9 @@ def test_archive_twice_says_already_archived(admin_client, session):
     transitions.session_fail(session=session, reason="x")
 
     assert press(admin_client, session, "archive") == ["Archived 1 session."]
-    assert press(admin_client, session, "archive") == ["Archived 0 sessions. 1 already archived."]
+    assert press(admin_client, session, "archive") == [
+        "1 session already archived; nothing was done."
+    ]
     assert Event.objects.filter(session_id=session.pk, kind="session.archived").count() == 1
 
 
@@ -123,18 +125,20 @@ def test_a_sub_session_is_archived_and_restored_from_its_page(
 
     assert press(admin_client, edge, "archive") == ["Archived 1 sub-session."]
     assert SubSession.objects.get(pk=edge.pk).status == "archived"
-    assert press(admin_client, edge, "archive") == ["Archived 0 sub-sessions. 1 already archived."]
+    assert press(admin_client, edge, "archive") == [
+        "1 sub-session already archived; nothing was done."
+    ]
     assert Event.objects.filter(kind="subsession.archived").count() == 1
 
     assert press(admin_client, edge, "restore") == ["Restored 1 sub-session."]
     assert SubSession.objects.get(pk=edge.pk).status == "idle"
     assert press(admin_client, edge, "restore") == [
-        "Restored 0 sub-sessions. 1 already restored (not archived)."
+        "1 sub-session already restored (not archived); nothing was done."
     ]
     assert Event.objects.filter(kind="subsession.restored").count() == 1
 
 
 def test_a_thread_is_closed_from_its_change_page(admin_client, thread):
     assert press(admin_client, thread, "close") == ["Closed 1 thread."]
-    assert press(admin_client, thread, "close") == ["Closed 0 threads. 1 already closed."]
+    assert press(admin_client, thread, "close") == ["1 thread already closed; nothing was done."]
     assert Event.objects.filter(thread_id=thread.pk, kind="thread.closed").count() == 1
