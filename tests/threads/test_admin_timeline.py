@@ -138,3 +138,30 @@ def test_the_view_is_for_staff_only_and_a_missing_thread_is_404(client, admin_cl
     assert admin_client.get("/admin/threads/thread/thd_missing/conversation/").status_code == 404
     anonymous = client.get("/admin/threads/thread/thd_missing/conversation/")
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+def test_the_message_list_of_a_cold_thread_points_to_its_snapshot(admin_client, talked, s3):
+    tiers.thread_flush(thread=talked)
+
+    response = admin_client.get(
+        reverse("admin:threads_message_changelist"), {"thread__id__exact": talked.pk}
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Thread {talked.pk} is cold: its 4 messages are in its snapshot" in page
+    assert conversation(talked) in page
+
+
+def test_a_queued_message_is_cancelled_from_its_page_once(admin_client, talked):
+    item = queue.queue_list(thread=talked).get()
+    url = reverse("admin:threads_queuedmessage_act", args=[item.pk, "cancel"])
+
+    first = admin_client.post(url, follow=True)
+    again = admin_client.post(url, follow=True)
+
+    assert "Cancelled 1 queued message." in first.content.decode()
+    assert "1 queued message already delivered or cancelled; nothing was done." in (
+        again.content.decode()
+    )
+    assert Event.objects.filter(thread_id=talked.pk, kind="queue.cancelled").count() == 1

@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
+from common.admin import ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
 from common.errors import DomainError
 from threads.conversation import compaction, prompt, queue, warming
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
@@ -96,7 +96,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
 
 @admin.register(QueuedMessage)
-class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
+class QueuedMessageAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin):
     list_display = ("id", "thread", "status", "preview", "queued_at", "delivered_at")
     list_filter = ("status",)
     list_select_related = ("thread",)
@@ -105,6 +105,7 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     raw_id_fields = ("thread",)
     ordering = ("-queued_at",)
     actions = ("cancel",)
+    change_actions = {"cancel": "Cancel"}
 
     @admin.display(description="Content")
     def preview(self, obj: QueuedMessage) -> str:
@@ -120,6 +121,7 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
             lambda item: queue.queue_cancel(thread=item.thread, item_id=item.pk),
             done="Cancelled",
             noun="queued message",
+            already="delivered or cancelled",
         )
 
 
