@@ -165,3 +165,25 @@ def test_a_queued_message_is_cancelled_from_its_page_once(admin_client, talked):
         again.content.decode()
     )
     assert Event.objects.filter(thread_id=talked.pk, kind="queue.cancelled").count() == 1
+
+
+def test_content_of_any_shape_renders_as_known_blocks():
+    blocks = timeline.content_blocks(
+        [
+            {"type": "redacted_thinking", "data": "x"},
+            {
+                "type": "tool_result",
+                "tool_use_id": "t",
+                "is_error": True,
+                "content": [{"type": "text", "text": "boom"}],
+            },
+            {"type": "image", "source": {"type": "base64", "data": "AAAA"}},
+            "a bare string",
+        ]
+    )
+
+    assert [b["kind"] for b in blocks] == ["thinking", "tool_result", "other", "other"]
+    assert blocks[0]["text"] == "(redacted)"
+    assert blocks[1]["is_error"] and blocks[1]["text"] == "boom"
+    assert blocks[2]["type"] == "image" and '"data": "AAAA"' in blocks[2]["json"]
+    assert timeline.content_blocks({"odd": 1}) == [{"kind": "other", "json": '{\n  "odd": 1\n}'}]
