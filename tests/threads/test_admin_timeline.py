@@ -14,7 +14,7 @@ from threads import history, services
 from threads.admin import timeline
 from threads.conversation import queue
 from threads.conversation.compaction import compaction_request, compaction_run
-from threads.models import Event, Message, Thread, Tier
+from threads.models import Compaction, Event, Message, Thread, Tier
 from threads.storage import tiers
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +187,15 @@ def test_content_of_any_shape_renders_as_known_blocks():
     assert blocks[1]["is_error"] and blocks[1]["text"] == "boom"
     assert blocks[2]["type"] == "image" and '"data": "AAAA"' in blocks[2]["json"]
     assert timeline.content_blocks({"odd": 1}) == [{"kind": "other", "json": '{\n  "odd": 1\n}'}]
+
+
+def test_compact_now_pressed_twice_queues_one_compaction(admin_client, thread):
+    append(thread, say(12))
+    url = reverse("admin:threads_thread_act", args=[thread.pk, "compact_now"])
+
+    first = admin_client.post(url, follow=True)  # its task runs on commit: not in this test
+    again = admin_client.post(url, follow=True)
+
+    assert "Queued 1 compaction." in first.content.decode()
+    assert "1 compaction already queued or running; nothing was done." in again.content.decode()
+    assert Compaction.objects.filter(thread=thread).count() == 1

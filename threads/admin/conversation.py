@@ -17,6 +17,7 @@ from django.utils.text import Truncator
 from common.admin import ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
 from common.errors import DomainError
 from threads.conversation import compaction, prompt, queue, warming
+from threads.conversation.errors import CompactionInProgress
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
 
 ORIGINALS_SHOWN = 1000
@@ -130,10 +131,22 @@ class QueuedMessageAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnly
 
 @admin.action(description="Compact now (in the background)")
 def compact_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    def queue_compaction(thread: Thread) -> None:
-        compaction.compaction_request(thread=thread)
+    def queue_compaction(thread: Thread) -> bool:
+        try:
+            compaction.compaction_request(thread=thread)
+        except CompactionInProgress:
+            return False  # one is queued or running: pressing again queues nothing more
+        return True
 
-    apply_each(modeladmin, request, queryset, queue_compaction, done="Queued", noun="compaction")
+    apply_each(
+        modeladmin,
+        request,
+        queryset,
+        queue_compaction,
+        done="Queued",
+        noun="compaction",
+        already="queued or running",
+    )
 
 
 @admin.action(description="Warm the prompt cache now")
