@@ -8,7 +8,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from handoffs import services as handoff_services
-from sessions_app import spawn, summaries, transitions
+from sessions_app import admin_tree, spawn, summaries, transitions
 from sessions_app.models import Session, SubSession
 from tests.sessions_app.fixtures import AGENT, agent
 from threads.models import Event
@@ -142,3 +142,15 @@ def test_a_thread_is_closed_from_its_change_page(admin_client, thread):
     assert press(admin_client, thread, "close") == ["Closed 1 thread."]
     assert press(admin_client, thread, "close") == ["1 thread already closed; nothing was done."]
     assert Event.objects.filter(thread_id=thread.pk, kind="thread.closed").count() == 1
+
+
+def test_a_tree_past_its_bound_says_so(admin_client, session, workspace_root, monkeypatch):
+    for n in range(3):
+        spawn.session_spawn(session=session, actor=agent(n))
+    monkeypatch.setattr(admin_tree, "MAX_NODES", 3)  # the session and two of its children
+
+    response = admin_client.get(tree(session))
+
+    assert response.context["tree"].truncated
+    assert len(response.context["tree"].root.children) == 2
+    assert "More sub-sessions than this page shows" in response.content.decode()
