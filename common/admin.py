@@ -10,11 +10,12 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -169,9 +170,13 @@ def apply_each(
     loop has run (an average over the results, say). It warns when anything failed.
     """
     tally = tally_each(objects, action)
-    parts = [f"{done} {_plural(tally.done, noun)}."]
-    if already and tally.unchanged:
-        parts.append(f"{tally.unchanged} already {already}.")
+    if already and tally.unchanged and not tally.done and not tally.failures:
+        # Nothing to do for any of them (a button pressed twice): say only that.
+        parts = [f"{_plural(tally.unchanged, noun)} already {already}; nothing was done."]
+    else:
+        parts = [f"{done} {_plural(tally.done, noun)}."]
+        if already and tally.unchanged:
+            parts.append(f"{tally.unchanged} already {already}.")
     if note and (text := note()):
         parts.append(text)
     if tally.failures:
@@ -183,3 +188,81 @@ def apply_each(
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+# --- Actions as buttons on a change page ------------------------------------------------
+
+REASON_MAX_CHARS = 500
+
+
+class ChangePageActionsMixin:
+    """The admin's actions as buttons on each change page, not only in the list's bulk menu.
+
+    `change_actions` maps an action's name (one of the admin's `actions`) to its button
+    label; `reason_actions` names those that take a reason, which the button's form asks
+    for and the action reads from request.POST["reason"]. A button POSTs to
+    <object>/act/<action>/, which runs the very action of the bulk menu on that one object
+    (so it reports the same way, "already …" included) and returns to the change page.
+    `change_links(obj)` adds (url, label) links to the page's object tools.
+    """
+
+    change_actions: dict[str, str] = {}
+    reason_actions: frozenset[str] = frozenset()
+    change_form_template = "admin/threadline/change_form.html"
+
+    def change_links(self, obj) -> list[tuple[str, str]]:
+        return []
+
+    def get_urls(self):
+        opts = self.model._meta
+        view = self.admin_site.admin_view(self.change_action_view)
+        name = f"{opts.app_label}_{opts.model_name}_act"
+        return [path("<str:object_id>/act/<str:action>/", view, name=name), *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if obj is not None:
+            opts = self.model._meta
+            available = self.get_actions(request)
+            extra["change_actions"] = [
+                {
+                    "name": name,
+                    "label": label,
+                    "reason": name in self.reason_actions,
+                    "reason_max": REASON_MAX_CHARS,
+                    "url": reverse(
+                        f"admin:{opts.app_label}_{opts.model_name}_act", args=[obj.pk, name]
+                    ),
+                }
+                for name, label in self.change_actions.items()
+                if name in available
+            ]
+            extra["change_links"] = self.change_links(obj)
+        return super().change_view(request, object_id, form_url, extra)
+
+    def change_action_view(self, request: HttpRequest, object_id: str, action: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        available = self.get_actions(request)
+        if action not in self.change_actions or action not in available:
+            raise Http404("No such action.")
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("No such object.")
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        opts = self.model._meta
+        back = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        if action in self.reason_actions:
+            reason = request.POST.get("reason", "").strip()
+            if not reason or len(reason) > REASON_MAX_CHARS:
+                self.message_user(
+                    request,
+                    f"Not done: a reason of 1 to {REASON_MAX_CHARS} characters is required.",
+                    messages.ERROR,
+                )
+                return HttpResponseRedirect(back)
+        func = available[action][0]
+        func(self, request, self.get_queryset(request).filter(pk=obj.pk))
+        return HttpResponseRedirect(back)

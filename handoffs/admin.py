@@ -4,6 +4,7 @@ listed from each session's page (the sessions admin, extended here)."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Q
 from django.utils.html import format_html
 
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, change_link, changelist_link
@@ -70,3 +71,27 @@ class SessionWithHandoffsAdmin(SessionAdmin):
     def lineage_links(self, session: Session) -> list[str]:
         out = changelist_link(Handoff, "handoffs out", source_session__id__exact=session.pk)
         return [*super().lineage_links(session), out]
+
+    def tree_handoffs(self, session_ids: list[str]) -> list[dict]:
+        """The handoffs sent or received by the tree's sessions, newest first (at most
+        TREE_HANDOFFS; the handoff list has the rest)."""
+        rows = Handoff.objects.filter(
+            Q(source_session_id__in=session_ids) | Q(recipient_session_id__in=session_ids)
+        ).order_by("-created_at", "-id")[:TREE_HANDOFFS]
+        return [
+            {
+                "id": change_link(Handoff, row.pk),
+                "group": row.group_id,
+                "mode": row.mode,
+                "outcome": row.outcome,
+                "source": change_link(Session, row.source_session_id),
+                "recipient": actor_text(row.recipient),
+                "recipient_session": change_link(Session, row.recipient_session_id),
+                "error": row.error,
+                "created_at": row.created_at,
+            }
+            for row in rows
+        ]
+
+
+TREE_HANDOFFS = 200

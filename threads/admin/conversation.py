@@ -14,9 +14,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
+from common.admin import ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin, apply_each
 from common.errors import DomainError
 from threads.conversation import compaction, prompt, queue, warming
+from threads.conversation.errors import CompactionInProgress
 from threads.models import Compaction, CompactionStatus, QueuedMessage, Thread
 
 ORIGINALS_SHOWN = 1000
@@ -96,7 +97,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
 
 @admin.register(QueuedMessage)
-class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
+class QueuedMessageAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin):
     list_display = ("id", "thread", "status", "preview", "queued_at", "delivered_at")
     list_filter = ("status",)
     list_select_related = ("thread",)
@@ -105,6 +106,7 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     raw_id_fields = ("thread",)
     ordering = ("-queued_at",)
     actions = ("cancel",)
+    change_actions = {"cancel": "Cancel"}
 
     @admin.display(description="Content")
     def preview(self, obj: QueuedMessage) -> str:
@@ -120,6 +122,7 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
             lambda item: queue.queue_cancel(thread=item.thread, item_id=item.pk),
             done="Cancelled",
             noun="queued message",
+            already="delivered or cancelled",
         )
 
 
@@ -128,10 +131,22 @@ class QueuedMessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
 
 @admin.action(description="Compact now (in the background)")
 def compact_now(modeladmin, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
-    def queue_compaction(thread: Thread) -> None:
-        compaction.compaction_request(thread=thread)
+    def queue_compaction(thread: Thread) -> bool:
+        try:
+            compaction.compaction_request(thread=thread)
+        except CompactionInProgress:
+            return False  # one is queued or running: pressing again queues nothing more
+        return True
 
-    apply_each(modeladmin, request, queryset, queue_compaction, done="Queued", noun="compaction")
+    apply_each(
+        modeladmin,
+        request,
+        queryset,
+        queue_compaction,
+        done="Queued",
+        noun="compaction",
+        already="queued or running",
+    )
 
 
 @admin.action(description="Warm the prompt cache now")

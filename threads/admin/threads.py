@@ -3,6 +3,7 @@ API's do, so the admin records the same events and keeps the same guards."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 
 from django import forms
@@ -10,9 +11,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from common.admin import (
+    ChangePageActionsMixin,
     NoCountPaginator,
     PrefixedIdSearchMixin,
     apply_each,
@@ -22,7 +27,9 @@ from common.admin import (
 from common.errors import DomainError
 from threads import services
 from threads.admin.conversation import compact_now, warm_now, warming_column
-from threads.models import Event, Message, Thread
+from threads.admin.timeline import Window, timeline_page
+from threads.conversation import queue
+from threads.models import Event, Message, Thread, Tier
 from threads.storage import tiers
 
 # What an operator may edit, as thread_update() takes it: column → (group, key).
@@ -91,7 +98,7 @@ class ThreadAdminForm(forms.ModelForm):
 
 
 @admin.register(Thread)
-class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
+class ThreadAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, admin.ModelAdmin):
     form = ThreadAdminForm
     list_display = (
         "id",
@@ -106,6 +113,7 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
         "last_seq",
         "updated_at",
         warming_column,
+        "conversation_link",
     )
     list_filter = ("status", "lifecycle", "tier")
     list_select_related = ("tenant", "project")
@@ -114,8 +122,20 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
     raw_id_fields = ("tenant", "project", "fork_of")
     ordering = ("-created_at",)
     actions = ("archive", "close", "open", "flush", "hydrate", compact_now, warm_now)
+    change_actions = {
+        "archive": "Archive",
+        "close": "Close",
+        "open": "Re-open",
+        "flush": "Flush to cold storage",
+        "hydrate": "Hydrate",
+        "compact_now": "Compact now",
+        "warm_now": "Warm now",
+    }
     paginator = NoCountPaginator
     show_full_result_count = False
+
+    def change_links(self, obj: Thread) -> list[tuple[str, str]]:
+        return [(reverse("admin:threads_thread_conversation", args=[obj.pk]), "Conversation")]
 
     def has_add_permission(self, request) -> bool:
         return False  # threads are created through the API (POST /api/v1/threads/)
@@ -137,11 +157,58 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="Related")
     def related(self, thread: Thread) -> str:
+        events_url = changelist_url(Event, tenant__id__exact=thread.tenant_id, thread_id=thread.pk)
+        conversation = reverse("admin:threads_thread_conversation", args=[thread.pk])
+        if thread.tier == Tier.COLD:
+            # A cold thread has no message rows (they are in its snapshot): the message list
+            # would say 0, so point at the conversation view, which reads the snapshot.
+            return format_html(
+                '<a href="{}">conversation ({} messages, in the cold snapshot)</a>'
+                ' · <a href="{}">events</a>',
+                conversation,
+                thread.message_count,
+                events_url,
+            )
         return format_html(
-            '<a href="{}">messages</a> · <a href="{}">events</a>',
+            '<a href="{}">conversation</a> · <a href="{}">{} messages</a>'
+            ' · <a href="{}">events</a>',
+            conversation,
             changelist_url(Message, thread__id__exact=thread.pk),
-            changelist_url(Event, tenant__id__exact=thread.tenant_id, thread_id=thread.pk),
+            thread.message_count,
+            events_url,
         )
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, thread: Thread) -> str:
+        url = reverse("admin:threads_thread_conversation", args=[thread.pk])
+        return format_html('<a href="{}">view</a>', url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.conversation_view)
+        return [
+            path("<str:object_id>/conversation/", view, name="threads_thread_conversation"),
+            *super().get_urls(),
+        ]
+
+    def conversation_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        """The thread's messages as a timeline (threads/admin/timeline.py), its state slice
+        and its queued steering messages. A cold thread is read from its snapshot and stays
+        cold."""
+        thread = get_object_or_404(Thread.objects.select_related("project", "tenant"), pk=object_id)
+        if not self.has_view_permission(request, thread):
+            raise PermissionDenied
+        page = timeline_page(thread=thread, window=Window.from_query(request.GET))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "thread": thread,
+            "page": page,
+            "state": _pretty_json(thread.state),
+            "queued": list(queue.queue_list(thread=thread)[:QUEUED_SHOWN]),
+            "queued_shown": QUEUED_SHOWN,
+            "title": f"Conversation of {thread.pk}",
+        }
+        return TemplateResponse(request, "admin/threads/thread_conversation.html", context)
 
     def save_model(self, request, obj, form, change):
         # Only what the operator changed: a full-row save would put back the counters that
@@ -218,6 +285,13 @@ class ThreadAdmin(PrefixedIdSearchMixin, admin.ModelAdmin):
     def hydrate(self, request: HttpRequest, queryset: QuerySet[Thread]) -> None:
         action = _moved_to("hot", tiers.thread_hydrate)
         apply_each(self, request, queryset, action, done="Hydrated", noun="thread", already="hot")
+
+
+QUEUED_SHOWN = 50
+
+
+def _pretty_json(value) -> str:
+    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def _changed_by(service: Callable[..., Thread]) -> Callable[[Thread], bool]:

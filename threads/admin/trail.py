@@ -3,12 +3,14 @@ services) and huge, so lists are reached per thread or by id and never counted i
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from common.admin import PrefixedIdSearchMixin, ReadOnlyAdmin
 from threads import events
-from threads.models import Event, Message
+from threads.models import Event, Message, Thread, Tier
 
 
 @admin.register(Message)
@@ -22,6 +24,26 @@ class MessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     search_fields = ("thread__id__exact",)
     id_search = {"thd": "thread_id"}
     raw_id_fields = ("thread",)
+
+    def changelist_view(self, request, extra_context=None):
+        # A cold thread has no message rows: say where its messages are instead of "0".
+        thread_id = request.GET.get("thread__id__exact") or request.GET.get("q", "").strip()
+        if thread_id.startswith("thd_"):
+            cold = Thread.objects.filter(pk=thread_id, tier=Tier.COLD).values("message_count")
+            for row in cold[:1]:
+                url = reverse("admin:threads_thread_conversation", args=[thread_id])
+                self.message_user(
+                    request,
+                    format_html(
+                        "Thread {} is cold: its {} messages are in its snapshot, not in this list. "
+                        '<a href="{}">Read its conversation</a> (it stays cold).',
+                        thread_id,
+                        row["message_count"],
+                        url,
+                    ),
+                    messages.INFO,
+                )
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Content")
     def preview(self, message: Message) -> str:
