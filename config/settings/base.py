@@ -212,6 +212,9 @@ HOT_CACHE_MAX_MESSAGES = env_int("HOT_CACHE_MAX_MESSAGES", 20000, minimum=0)
 HOT_CACHE_MAX_BYTES = env_int("HOT_CACHE_MAX_BYTES", 16 * 1024 * 1024, minimum=0)
 # A page of messages holds at most this much (estimated; at least one message).
 PAGE_MAX_BYTES = env_int("PAGE_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
+# A flush's lease on its thread, renewed every third of it while the flush runs: a killed
+# process blocks explicit flushes of that thread for at most this long.
+FLUSH_LEASE_SECONDS = env_int("FLUSH_LEASE_SECONDS", 30, minimum=3)
 COLD_AFTER_SECONDS = env_int("COLD_AFTER_SECONDS", 3600, minimum=1)
 COLD_STORAGE = env_choice("COLD_STORAGE", "filesystem", ("filesystem", "s3"))
 COLD_PREFIX = env_str("COLD_PREFIX", "threads")
@@ -264,6 +267,9 @@ LLM_PROVIDER = env_choice("LLM_PROVIDER", "local", ("local", "anthropic"))
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "") or None
 LLM_MODEL = env_str("LLM_MODEL", "claude-sonnet-4-6")
+# A running compaction's lease, renewed every third of it while the worker lives: a killed
+# worker's compaction is taken over this long after its last heartbeat.
+COMPACTION_LEASE_SECONDS = env_int("COMPACTION_LEASE_SECONDS", 30, minimum=3)
 
 # --- Periodic work (intervals used when beat's schedule is first registered) -----------
 WARMING_SWEEP_SECONDS = env_int("WARMING_SWEEP_SECONDS", 5, minimum=1)

@@ -9,7 +9,11 @@ The prompt and the cut are prompt.py's; the archive and the rewrite are rewrite.
 The run never destroys a message (DESIGN.md invariant 6) and never holds a lock or a
 transaction across slow I/O (invariant 4). Its steps, in this order:
 
-1. claim the row (a conditional UPDATE queued → running: two workers never run one);
+1. claim the row (a conditional UPDATE queued → running: two workers never run one) with a
+   short lease that a heartbeat renews while the run lives (common/leases.py); a run whose
+   worker died is taken over once the lease has expired (the backstop queues it again, a new
+   request fails it), and every later write of the run is fenced by its claim (status
+   running and its `attempts`), so a stalled run that lost its lease changes nothing;
 2. hydrate a cold thread, read the history (no lock), pick the cut;
 3. ask the provider for a summary of the older part (outside any transaction);
 4. write the older messages to cold storage and read them back (gzip JSON, `archive_key`);
@@ -31,11 +35,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from common.errors import DomainError, NotFound, ThreadArchived, ThreadGenerating
+from common.leases import Heartbeat
 from common.tasks import enqueue_on_commit
 from sessions_app.selectors import thread_is_generating
 from threads import events
@@ -135,6 +141,8 @@ def compaction_request(
     if thread.message_count <= keep:
         raise TooShort(message_count=thread.message_count, keep_last=keep)
     compaction = compaction_create(thread, trigger=trigger, keep_last=keep)
+    if compaction is None and compaction_fail_expired(thread_id=thread.pk):
+        compaction = compaction_create(thread, trigger=trigger, keep_last=keep)
     if compaction is None:
         pending = (
             Compaction.objects.filter(thread=thread, status__in=COMPACTION_PENDING)
@@ -176,31 +184,92 @@ def compaction_after_settle(*, thread: Thread) -> Compaction | None:
     )
 
 
+# --- Claims and leases ------------------------------------------------------------------
+
+
+def _lease_until() -> Any:
+    return timezone.now() + timedelta(seconds=settings.COMPACTION_LEASE_SECONDS)
+
+
+def _claimed(compaction: Compaction):
+    """The run's own claim: running, with the attempt number its claim set. Every write of
+    the run filters on it, so a run that lost its lease (taken over) writes nothing."""
+    return Compaction.objects.filter(
+        pk=compaction.pk, status=CompactionStatus.RUNNING, attempts=compaction.attempts
+    )
+
+
+def _lease_renew(compaction: Compaction) -> bool:
+    return bool(_claimed(compaction).update(lease_expires_at=_lease_until()))
+
+
+def _expired_running():
+    """Running compactions whose lease expired: their worker died (SIGKILL, OOM, a lost
+    machine) — a living run renews its lease every third of COMPACTION_LEASE_SECONDS."""
+    return Compaction.objects.filter(
+        status=CompactionStatus.RUNNING, lease_expires_at__lt=timezone.now()
+    )
+
+
+def compaction_fail_expired(*, thread_id: str) -> str | None:
+    """A new request for a thread whose running compaction's worker died: fail that one
+    (`worker_lost`) so the request can queue its own, instead of answering 409 until the
+    backstop runs. Conditional on the claim seen (status, attempts, expired lease), so a
+    run that renewed meanwhile keeps its row and a racing backstop or request wins once."""
+    for pk, attempts in (
+        _expired_running().filter(thread_id=thread_id).values_list("pk", "attempts")
+    ):
+        with transaction.atomic():
+            failed = (
+                _expired_running()
+                .filter(pk=pk, attempts=attempts)
+                .update(
+                    status=CompactionStatus.FAILED,
+                    error="worker_lost: the worker running it stopped renewing its lease",
+                    finished_at=timezone.now(),
+                    lease_expires_at=None,
+                )
+            )
+            if failed:
+                compaction = Compaction.objects.get(pk=pk)
+                rewrite.compaction_event(
+                    compaction, events.COMPACTION_FAILED, code="worker_lost", error=compaction.error
+                )
+                return pk
+    return None
+
+
 # --- The run ---------------------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """The run's lease expired and another run took the compaction over."""
 
 
 def _fail(compaction: Compaction, code: str, message: str) -> None:
     with transaction.atomic():
-        updated = Compaction.objects.filter(
-            pk=compaction.pk, status=CompactionStatus.RUNNING
-        ).update(
+        updated = _claimed(compaction).update(
             status=CompactionStatus.FAILED,
             error=f"{code}: {message}",
             finished_at=timezone.now(),
+            lease_expires_at=None,
         )
         if updated:
             rewrite.compaction_event(compaction, events.COMPACTION_FAILED, code=code, error=message)
     logger.warning("compaction %s failed: %s: %s", compaction.pk, code, message)
 
 
-def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: float) -> None:
-    """Back to queued until the retry is due, and a provider.retry event."""
+def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: float) -> bool:
+    """Back to queued until the retry is due, and a provider.retry event; False when the
+    compaction is no longer this run's (taken over: the other run decides)."""
     with transaction.atomic():
-        Compaction.objects.filter(pk=compaction.pk, status=CompactionStatus.RUNNING).update(
+        if not _claimed(compaction).update(
             status=CompactionStatus.QUEUED,
             retry_at=timezone.now() + timedelta(seconds=delay_s),
             error=f"{exc.reason}: {exc.message}",
-        )
+            lease_expires_at=None,
+        ):
+            return False
         rewrite.compaction_event(
             compaction,
             events.PROVIDER_RETRY,
@@ -210,6 +279,7 @@ def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: floa
             status=exc.provider_status,
             operation="compaction",
         )
+    return True
 
 
 def compaction_run(*, compaction_id: str) -> Compaction | None:
@@ -221,16 +291,27 @@ def compaction_run(*, compaction_id: str) -> Compaction | None:
         started_at=timezone.now(),
         attempts=F("attempts") + 1,
         retry_at=None,
+        lease_expires_at=_lease_until(),
     )
     if not claimed:
         return None
     compaction = Compaction.objects.select_related("thread").get(pk=compaction_id)
+    beat = Heartbeat(
+        lambda: _lease_renew(compaction),
+        every=settings.COMPACTION_LEASE_SECONDS / 3,
+        name=f"compaction {compaction.pk}",
+    )
     try:
-        _run(compaction)
+        with beat:
+            _run(compaction, beat)
+    except LeaseLost:
+        logger.warning("compaction %s: lease lost to another run; this one stops", compaction.pk)
+        return None
     except ProviderError as exc:
         delay = retry_delay(compaction.attempts) if exc.retryable else None
         if delay is not None:
-            _requeue_for_retry(compaction, exc, delay)
+            if not _requeue_for_retry(compaction, exc, delay):
+                return None
             raise RetryLater(delay) from exc
         _fail(compaction, exc.reason, exc.message)
     except DomainError as exc:
@@ -261,7 +342,14 @@ def _read(thread: Thread, keep_last: int) -> rewrite.HistoryRead:
     )
 
 
-def _run(compaction: Compaction) -> None:
+def _check_lease(beat: Heartbeat, compaction: Compaction) -> None:
+    """Before writing the archive (its key is the compaction's, shared with a run that took
+    it over): still ours?"""
+    if beat.lost.is_set() or not _claimed(compaction).exists():
+        raise LeaseLost
+
+
+def _run(compaction: Compaction, beat: Heartbeat) -> None:
     thread = compaction.thread
     provider = get_provider()
     started = time.monotonic()
@@ -282,6 +370,7 @@ def _run(compaction: Compaction) -> None:
             raise EmptySummary
 
         key = rewrite.archive_key(thread_id=thread.pk, compaction_id=compaction.pk)
+        _check_lease(beat, compaction)
         t0 = time.monotonic()
         rewrite.archive_write(key, rewrite.archive_body(thread, compaction, read.older))
         archive_ms = round((time.monotonic() - t0) * 1000)
@@ -302,6 +391,8 @@ def _run(compaction: Compaction) -> None:
         except rewrite.HistoryMoved:
             logger.info("compaction %s: history changed during the run; again", compaction.pk)
             continue
+        except rewrite.ClaimLost:
+            raise LeaseLost from None  # the archive is the run that took over's now: keep it
         except BaseException:
             rewrite.archive_discard(key)
             raise
