@@ -106,6 +106,11 @@ if REDIS_URL:
             },
         }
     }
+    if env_bool("REDIS_CLUSTER", False):
+        # REDIS_URL is one node of a Redis Cluster (common/redis_cluster.py).
+        CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = (
+            "common.redis_cluster.ClusterConnectionFactory"
+        )
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
     DJANGO_REDIS_LOGGER = "threadline.redis"
 else:
