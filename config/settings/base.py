@@ -89,6 +89,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
+# Behind PgBouncer in transaction pooling mode a server connection is someone else's between
+# two transactions, so nothing may outlive one: no server-side cursors (Django's .iterator()
+# DECLAREs one) and no prepared statements (psycopg prepares a query it ran 5 times on a
+# connection; this wins over any option that turns them on).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
+if DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (Redis when REDIS_URL is set) ------------------------------------------------

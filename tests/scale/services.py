@@ -173,3 +173,95 @@ def _is_root() -> bool:
     import os
 
     return os.geteuid() == 0
+
+
+class Gunicorn:
+    """`gunicorn config.wsgi` on a free loopback port with `env`, in its own process group."""
+
+    def __init__(self, env: dict[str, str], *, workers: int = 2) -> None:
+        import sys
+
+        self.port = free_port()
+        self.log = Path(tempfile.mkstemp(prefix="tl-gunicorn-", suffix=".log")[1])
+        binary = Path(sys.executable).with_name("gunicorn")
+        self.command = [
+            str(binary), "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
+            "--timeout", "60",
+        ]  # fmt: skip
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import urllib.request
+
+        root = Path(__file__).resolve().parents[2]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=root, env=self.env, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer: {self.log.read_text()[-2000:]}")
+
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.unlink(missing_ok=True)
+
+
+class Http:
+    """A small JSON client for a server in another process."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.base_url, self.key = base_url, key
+
+    def call(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.key}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, {"raw": raw[:500].decode(errors="replace")}
