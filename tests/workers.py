@@ -48,9 +48,15 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: 
 
 def kill_worker(process: subprocess.Popen) -> None:
     """SIGKILL a worker started by celery_worker() and its pool children: no shutdown, no
-    acks, no cleanup — whatever it was running is abandoned mid-way."""
+    acks, no cleanup — whatever it was running is abandoned mid-way. Call it while no other
+    worker of the test is running a task."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # Its unacknowledged messages would come back after the broker's visibility timeout (an
+    # hour), into some later test's worker: the test owns this broker, drop them now.
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.client.delete(channel.unacked_key, channel.unacked_index_key)
 
 
 @contextmanager
