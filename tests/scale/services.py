@@ -114,7 +114,7 @@ class PgBouncer:
     """pgbouncer (Debian's package) in `pool_mode = transaction` in front of `upstream`
     (host, port), trusting the local user like the shared server does."""
 
-    def __init__(self, *, upstream_host: str, upstream_port: int, pool_size: int = 4) -> None:
+    def __init__(self, *, upstream_host: str, upstream_port: int, pool_size: int = 2) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tl-pgbouncer-"))
         self.port = free_port()
         self.upstream = (upstream_host, upstream_port)

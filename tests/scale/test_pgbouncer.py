@@ -1,9 +1,9 @@
 """The app behind PgBouncer in transaction pooling mode (issue 10, scale-out): two gunicorn
 processes and the management commands reach the test database only through a real
 pgbouncer (Debian's package, started by the fixture) whose pool has fewer server
-connections than there are clients, so consecutive transactions of one client land on
-different server sessions. With DATABASE_TRANSACTION_POOLING=true nothing may depend on a
-session: no prepared statements, no server-side cursors."""
+connections (2) than there are clients (4 gunicorn workers), so consecutive transactions of
+one client may land on different server sessions. With DATABASE_TRANSACTION_POOLING=true
+nothing may depend on a session: no prepared statements, no server-side cursors."""
 
 from __future__ import annotations
 
