@@ -24,8 +24,8 @@ from threads.models import Compaction, Event, Thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LEASE = 6  # seconds; the default is 30
-SLACK = 8  # a poll interval, a heartbeat and a loaded 2-core machine
+LEASE = 8  # seconds; the default is 30
+SLACK = 12  # a poll interval, a heartbeat and a loaded 2-core machine
 
 
 @pytest.fixture
