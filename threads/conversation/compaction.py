@@ -303,7 +303,7 @@ def compaction_run(*, compaction_id: str) -> Compaction | None:
     )
     try:
         with beat:
-            _run(compaction, beat)
+            _run(compaction)
     except LeaseLost:
         logger.warning("compaction %s: lease lost to another run; this one stops", compaction.pk)
         return None
@@ -342,14 +342,15 @@ def _read(thread: Thread, keep_last: int) -> rewrite.HistoryRead:
     )
 
 
-def _check_lease(beat: Heartbeat, compaction: Compaction) -> None:
+def _check_lease(compaction: Compaction) -> None:
     """Before writing the archive (its key is the compaction's, shared with a run that took
-    it over): still ours?"""
-    if beat.lost.is_set() or not _claimed(compaction).exists():
+    it over): still ours? Asked on the run's own connection, which is the one that counts
+    (the heartbeat's connection cannot see a claim made inside an enclosing transaction)."""
+    if not _claimed(compaction).exists():
         raise LeaseLost
 
 
-def _run(compaction: Compaction, beat: Heartbeat) -> None:
+def _run(compaction: Compaction) -> None:
     thread = compaction.thread
     provider = get_provider()
     started = time.monotonic()
@@ -370,7 +371,7 @@ def _run(compaction: Compaction, beat: Heartbeat) -> None:
             raise EmptySummary
 
         key = rewrite.archive_key(thread_id=thread.pk, compaction_id=compaction.pk)
-        _check_lease(beat, compaction)
+        _check_lease(compaction)
         t0 = time.monotonic()
         rewrite.archive_write(key, rewrite.archive_body(thread, compaction, read.older))
         archive_ms = round((time.monotonic() - t0) * 1000)

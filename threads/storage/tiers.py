@@ -183,6 +183,11 @@ class _FlushLease:
             self.value = renewed
             return True
 
+    def held(self) -> bool:
+        """Still ours? (On the flush's own connection, which sees its own claim.)"""
+        with self.lock:
+            return Thread.objects.filter(pk=self.thread_id, cold_key=self.value).exists()
+
 
 def _lease_release(thread_id: str, lease: str, previous: str) -> None:
     try:
@@ -224,7 +229,7 @@ def flush_once(thread: Thread, *, idle_before: datetime | None) -> bool:
             snapshot = snapshot_encode(thread=current)
             body = cold.gzip_json(snapshot)
             key = snapshot_key(current.pk)
-            if beat.lost.is_set():  # expired and taken: the key is the other flush's now
+            if not lease.held():  # expired and taken: the key is the other flush's now
                 raise ThreadBusy(thread=current.pk, reason="flushing")
             cold.put_verified(key, body)
             with lease.lock:
