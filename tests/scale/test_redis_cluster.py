@@ -84,3 +84,45 @@ def test_threads_spread_over_the_nodes(api, project, django_capture_on_commit_ca
         thread.refresh_from_db()
         assert hotcache.page(thread=thread, after_seq=0, limit=10) is not None
     assert len(owners) >= 2  # 12 random ids on one node of three: (1/3)^11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rate_limit_holds_across_two_servers_on_the_cluster(on_redis_cluster):
+    # given: two gunicorn processes configured by the environment (REDIS_CLUSTER=true) on
+    # the cluster, and a key allowed 10 requests a minute
+    import os
+    import time
+
+    from tests.conftest import make_caller
+    from tests.scale.services import Gunicorn, Http
+    from tests.workers import test_database_url as worker_database_url
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": worker_database_url(),
+        "REDIS_URL": on_redis_cluster.url,
+        "REDIS_CLUSTER": "true",
+        "API_RATE_LIMIT_PER_MINUTE": "10",
+    }
+    caller = make_caller("limited")
+    servers = [Gunicorn(env, workers=1) for _ in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        clients = [Http(server.url, caller.secret) for server in servers]
+        if time.time() % 60 > 50:  # start in a fresh minute window (the throttle's)
+            time.sleep(60 - time.time() % 60 + 0.5)
+        # when: 14 requests alternate between them
+        statuses = [clients[i % 2].call("GET", "/api/v1/projects/")[0] for i in range(14)]
+    finally:
+        for server in servers:
+            server.stop()
+    # then: one budget for the key, counted on the cluster, not one per process
+    assert statuses == [200] * 10 + [429] * 4
+    counters = [
+        key
+        for port in on_redis_cluster.ports
+        for key in on_redis_cluster.cli(port, "--scan", "--pattern", "*throttle*").split()
+    ]
+    assert counters  # the counter lives on the cluster
