@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-browser lint check bench clean
+.PHONY: install run test test-scale test-browser lint check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -24,6 +24,12 @@ test: install
 # PostgreSQL; screenshots go to var/screenshots/. Not part of `make test`.
 test-browser: install
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
+# Scale-out and worker-recovery tests (tests/scale/, ~5 min): a 3-node Redis Cluster,
+# PgBouncer in transaction mode, two gunicorn processes with three Celery workers, SIGKILLed
+# workers. Needs redis-server/redis-cli and pgbouncer on PATH (.ci/run installs pgbouncer).
+test-scale: install
+	$(PY) -m pytest tests/scale $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

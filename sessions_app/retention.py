@@ -208,10 +208,18 @@ def _bundle_read(subsession: SubSession) -> dict[str, Any]:
 # --- Archive and restore ---------------------------------------------------------------
 
 
+def _without_bundle(edge: SubSession) -> bool:
+    """Archived by an older release together with its child session: no bundle, no
+    archived_at. Archiving it again writes the bundle; restoring it needs none (the rows
+    never left the database)."""
+    return edge.status == SubSessionStatus.ARCHIVED and edge.archived_at is None
+
+
 def _refuse(edge: SubSession) -> None:
-    if edge.status == SubSessionStatus.ARCHIVED:
+    if edge.status == SubSessionStatus.ARCHIVED and not _without_bundle(edge):
         raise NotArchivable(subsession=edge.pk, reason="already_archived", status=edge.status)
-    if edge.status not in ARCHIVABLE or edge.child.status in BLOCKING_STATUSES:
+    archivable = edge.status in ARCHIVABLE or _without_bundle(edge)
+    if not archivable or edge.child.status in BLOCKING_STATUSES:
         raise NotArchivable(
             subsession=edge.pk,
             reason="not_idle",
@@ -266,6 +274,25 @@ def subsession_archive(*, subsession: SubSession) -> SubSession:
     return _load(edge)
 
 
+def subsession_archive_with_child(*, child: Session) -> SubSession | None:
+    """The child session of a sub-session was archived: archive the edge too, with its
+    bundle (subsession_archive; call after the child's archive committed). When cold
+    storage fails the edge stays as it was (idle or failed: consistent, and archivable later
+    by `POST /subsessions/{id}/archive` or the sweep); the child's archive stands."""
+    edge = SubSession.objects.filter(
+        child_id=child.pk, status__in=(SubSessionStatus.IDLE, SubSessionStatus.FAILED)
+    ).first()
+    if edge is None:
+        return None
+    try:
+        return subsession_archive(subsession=edge)
+    except (NotArchivable, NotFound):
+        return None  # changed meanwhile, or archived by someone else
+    except DependencyUnavailable as exc:
+        logger.warning("archiving sub-session %s with its child failed: %s", edge.pk, exc.details)
+        return None
+
+
 def _dispose_workspace(workspace: Workspace | None) -> bool:
     """After the archive committed; a failure is logged and retried by the next sweep."""
     if workspace is None or workspace.status == WorkspaceStatus.DISPOSED:
@@ -287,7 +314,7 @@ def subsession_restore(*, subsession: SubSession) -> SubSession:
     edge = _load(subsession)
     if edge.status != SubSessionStatus.ARCHIVED:
         raise NotArchived(subsession=edge.pk, status=edge.status)
-    bundle = _bundle_read(edge)
+    bundle = None if _without_bundle(edge) else _bundle_read(edge)
     with transaction.atomic():
         restored = SubSession.objects.filter(
             pk=edge.pk, status=SubSessionStatus.ARCHIVED, archived_at=edge.archived_at
@@ -301,8 +328,8 @@ def subsession_restore(*, subsession: SubSession) -> SubSession:
                 payload={
                     "subsession": edge.pk,
                     "key": edge.archive_key,
-                    "archived_from": bundle["subsession"]["status"],
-                    "workspace": bundle["workspace"],
+                    "archived_from": bundle["subsession"]["status"] if bundle else None,
+                    "workspace": bundle["workspace"] if bundle else None,
                 },
             )
     if not restored:

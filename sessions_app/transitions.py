@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound
 from sessions_app.models import Session, SessionStatus, SubSession, SubSessionStatus, Workspace
+from sessions_app.retention import subsession_archive_with_child
 from sessions_app.session_rows import Actor, illegal_transition, session_event
 from sessions_app.signals import session_lock_released_send
 from sessions_app.workspaces import WorkspaceError, workspace_dispose
@@ -46,22 +47,15 @@ S = SessionStatus
 # --- The Transition table and how a move is applied ------------------------------------
 
 
-# Sub-session edges follow their child: (edge status, the edge statuses it moves from).
+# Sub-session edges follow their child: (edge status, the edge statuses it moves from). Not
+# into archived: an archived edge has a verified cold bundle, written by retention after the
+# child's archive commits (session_archive), never inside this transaction.
 _EDGE_FOLLOWS = {
     S.ACTIVE: (SubSessionStatus.ACTIVE, (SubSessionStatus.PENDING, SubSessionStatus.IDLE)),
     S.IDLE: (SubSessionStatus.IDLE, (SubSessionStatus.PENDING, SubSessionStatus.ACTIVE)),
     S.FAILED: (
         SubSessionStatus.FAILED,
         (SubSessionStatus.PENDING, SubSessionStatus.ACTIVE, SubSessionStatus.IDLE),
-    ),
-    S.ARCHIVED: (
-        SubSessionStatus.ARCHIVED,
-        (
-            SubSessionStatus.PENDING,
-            SubSessionStatus.ACTIVE,
-            SubSessionStatus.IDLE,
-            SubSessionStatus.FAILED,
-        ),
     ),
 }
 
@@ -280,9 +274,12 @@ def session_fail(*, session: Session, reason: str = "") -> Session:
 
 
 def session_archive(*, session: Session) -> Session:
-    """idle|failed → archived, then its workspace is disposed (after the commit: slow I/O).
-    A failed dispose is logged and left to the sweep, which retries it."""
+    """idle|failed → archived; then (after the commit: slow I/O) the sub-session edge it is
+    the child of is archived with its cold bundle (retention; if cold storage fails the edge
+    stays idle or failed, archivable later) and its workspace is disposed. A failed dispose
+    is logged and left to the sweep, which retries it."""
     session = _transition(session, ARCHIVE)
+    subsession_archive_with_child(child=session)
     if session.workspace_id:
         workspace = Workspace.objects.filter(pk=session.workspace_id).first()
         if workspace is not None:

@@ -6,6 +6,7 @@ Tests run against this machine's PostgreSQL and Redis (config/settings/test.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -46,6 +47,18 @@ def make_caller(name: str) -> Caller:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return Caller(tenant=tenant, secret=secret, client=client)
+
+
+SCALE = Path(__file__).resolve().parent / "scale"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/scale/ (a Redis Cluster, PgBouncer, many workers, SIGKILLs: minutes) runs only
+    when named (`make test-scale` = `pytest tests/scale`), never in the default run."""
+    if collection_path != SCALE:
+        return None
+    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return True if not any(SCALE in (p, *p.parents) for p in named) else None
 
 
 @pytest.fixture(autouse=True)

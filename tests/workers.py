@@ -10,6 +10,7 @@ the worker sees committed rows.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +44,19 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """SIGKILL a worker started by celery_worker() and its pool children: no shutdown, no
+    acks, no cleanup — whatever it was running is abandoned mid-way. Call it while no other
+    worker of the test is running a task."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    # Its unacknowledged messages would come back after the broker's visibility timeout (an
+    # hour), into some later test's worker: the test owns this broker, drop them now.
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.client.delete(channel.unacked_key, channel.unacked_index_key)
 
 
 @contextmanager
@@ -83,6 +97,9 @@ def celery_worker(
         ],
         cwd=ROOT,
         env=env,
+        # Its own process group, so a fault test can SIGKILL the worker and its pool
+        # children at once (kill_worker), as a lost machine or an OOM-killed container would.
+        start_new_session=True,
     )
     try:
         wait_for(

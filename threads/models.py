@@ -322,10 +322,9 @@ COMPACTION_PENDING = (CompactionStatus.QUEUED, CompactionStatus.RUNNING)
 class Compaction(models.Model):
     """One compaction of a thread's history: the older messages summarized by the provider,
     archived to cold storage (`archive_key`, gzip JSON) and replaced by one system message.
-
-    `status` moves queued → running → succeeded | failed; a retryable provider error puts it
-    back to queued until the retry is due (`retry_at`). At most one is queued or running per
-    thread (a partial unique constraint), so two requests racing never both compact."""
+    `status` moves queued → running (`lease_expires_at`: renewed by the run's heartbeat; past
+    it the worker is dead) → succeeded | failed; a retryable provider error puts it back to
+    queued until `retry_at`. One queued or running per thread (a partial unique constraint)."""
 
     id = _id_field("cmp")
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="compactions")
@@ -352,6 +351,7 @@ class Compaction(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("created_at", "id")

@@ -91,6 +91,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
+# Behind PgBouncer in transaction pooling mode a server connection is someone else's between
+# two transactions, so nothing may outlive one: no server-side cursors (Django's .iterator()
+# DECLAREs one) and no prepared statements (psycopg prepares a query it ran 5 times on a
+# connection; this wins over any option that turns them on).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
+if DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (Redis when REDIS_URL is set) ------------------------------------------------
@@ -108,6 +117,11 @@ if REDIS_URL:
             },
         }
     }
+    if env_bool("REDIS_CLUSTER", False):
+        # REDIS_URL is one node of a Redis Cluster (common/redis_cluster.py).
+        CACHES["default"]["OPTIONS"]["CONNECTION_FACTORY"] = (
+            "common.redis_cluster.ClusterConnectionFactory"
+        )
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
     DJANGO_REDIS_LOGGER = "threadline.redis"
 else:
@@ -214,6 +228,9 @@ HOT_CACHE_MAX_MESSAGES = env_int("HOT_CACHE_MAX_MESSAGES", 20000, minimum=0)
 HOT_CACHE_MAX_BYTES = env_int("HOT_CACHE_MAX_BYTES", 16 * 1024 * 1024, minimum=0)
 # A page of messages holds at most this much (estimated; at least one message).
 PAGE_MAX_BYTES = env_int("PAGE_MAX_BYTES", 4 * 1024 * 1024, minimum=1)
+# A flush's lease on its thread, renewed every third of it while the flush runs: a killed
+# process blocks explicit flushes of that thread for at most this long.
+FLUSH_LEASE_SECONDS = env_int("FLUSH_LEASE_SECONDS", 30, minimum=3)
 COLD_AFTER_SECONDS = env_int("COLD_AFTER_SECONDS", 3600, minimum=1)
 COLD_STORAGE = env_choice("COLD_STORAGE", "filesystem", ("filesystem", "s3"))
 COLD_PREFIX = env_str("COLD_PREFIX", "threads")
@@ -276,6 +293,9 @@ LLM_MODEL = env_str("LLM_MODEL", "claude-sonnet-4-6")
 LLM_EFFORT_LEVELS = env_levels(
     "LLM_EFFORT_LEVELS", allowed=("low", "medium", "high", "xhigh", "max")
 )
+# A running compaction's lease, renewed every third of it while the worker lives: a killed
+# worker's compaction is taken over this long after its last heartbeat.
+COMPACTION_LEASE_SECONDS = env_int("COMPACTION_LEASE_SECONDS", 30, minimum=3)
 
 # --- Periodic work (intervals used when beat's schedule is first registered) -----------
 WARMING_SWEEP_SECONDS = env_int("WARMING_SWEEP_SECONDS", 5, minimum=1)

@@ -186,3 +186,75 @@ def test_the_bundle_takes_the_messages_from_the_snapshot_of_a_cold_thread(api, f
     assert retention.subsessions_retention_sweep()["archived"] == 1
 
     assert [json.loads(m)["id"] for m in bundle_of(s3, finished)["messages"]] == ["c1", "c2"]
+
+
+# --- A sub-session whose child session is archived (issue 10, item 8) --------------------
+
+
+def intervene(api, session) -> tuple[str, str]:
+    made = api.post(
+        f"/api/v1/sessions/{session.pk}/interventions", {"actor": {"kind": "user", "id": "bob"}}
+    )
+    assert made.status_code == 201, made.content
+    return made.json()["session"]["id"], made.json()["subsession"]["id"]
+
+
+def edge_of(api, session, sub: str) -> dict:
+    children = api.get(f"/api/v1/sessions/{session.pk}/children").json()["results"]
+    [edge] = [c["subsession"] for c in children if c["subsession"]["id"] == sub]
+    return edge
+
+
+def test_archiving_a_child_session_archives_its_sub_session_with_a_bundle(api, session, s3):
+    # given: an intervention's child session
+    child, sub = intervene(api, session)
+    # when: the child session is archived
+    assert api.post(f"/api/v1/sessions/{child}/archive").status_code == 200
+    # then: its edge is archived as retention archives one: a time and a verified bundle
+    edge = edge_of(api, session, sub)
+    assert edge["status"] == "archived" and edge["archived_at"] is not None
+    assert bundle_of(s3, SubSession.objects.get(pk=sub))["session"]["id"] == child
+    assert_error(api.post(f"/api/v1/subsessions/{sub}/archive"), 409, "not_archivable")
+    # and it can be restored, and archived again
+    restored = api.post(f"/api/v1/subsessions/{sub}/restore")
+    assert restored.status_code == 200, restored.content
+    assert (restored.json()["status"], restored.json()["archived_at"]) == ("idle", None)
+    again = api.post(f"/api/v1/subsessions/{sub}/archive")
+    assert again.status_code == 200, again.content
+    assert again.json()["status"] == "archived"
+
+
+def test_a_child_archived_while_cold_storage_is_down_leaves_its_edge_archivable(api, session, s3):
+    child, sub = intervene(api, session)
+    s3.stop()
+    try:
+        # the child's archive stands; its edge stays idle (no bundle, so not archived)
+        assert api.post(f"/api/v1/sessions/{child}/archive").status_code == 200
+        assert Session.objects.get(pk=child).status == "archived"
+        assert edge_of(api, session, sub)["status"] == "idle"
+        assert_error(
+            api.post(f"/api/v1/subsessions/{sub}/archive"), 503, "cold_storage_unavailable"
+        )
+    finally:
+        s3.start()
+        s3.create_bucket(s3.bucket)
+    archived = api.post(f"/api/v1/subsessions/{sub}/archive")
+    assert archived.status_code == 200, archived.content
+    assert archived.json()["archived_at"] is not None
+
+
+def test_an_edge_archived_without_a_bundle_by_an_older_release_is_repairable(api, session, s3):
+    # given: the state an older release left: the edge archived with its child, no bundle
+    child, sub = intervene(api, session)
+    Session.objects.filter(pk=child).update(status="archived")
+    SubSession.objects.filter(pk=sub).update(status="archived", archived_at=None, archive_key="")
+    # then: restore brings it back (nothing to read: its rows never left the database) …
+    restored = api.post(f"/api/v1/subsessions/{sub}/restore")
+    assert restored.status_code == 200, restored.content
+    assert restored.json()["status"] == "idle"
+    # … and, stuck again, an archive writes the missing bundle
+    SubSession.objects.filter(pk=sub).update(status="archived", archived_at=None, archive_key="")
+    archived = api.post(f"/api/v1/subsessions/{sub}/archive")
+    assert archived.status_code == 200, archived.content
+    assert archived.json()["archived_at"] is not None
+    assert bundle_of(s3, SubSession.objects.get(pk=sub))["subsession"]["id"] == sub

@@ -72,20 +72,32 @@ def compaction_backstop(*, limit: int = 100) -> dict[str, list[str]]:
 
     - `stale`: queued compactions whose task should have run a while ago (the enqueue was
       lost: a crash between commit and enqueue, a broker outage), and running ones whose
-      worker died (older than the task time limit), put back to queued;
+      worker died (their lease expired: no heartbeat for COMPACTION_LEASE_SECONDS), put
+      back to queued;
     - `auto`: threads over their threshold with no compaction pending (a settle whose
       decision waited for queued steering messages, or a lost decision)."""
     now = timezone.now()
-    stale_running = Compaction.objects.filter(
-        status=CompactionStatus.RUNNING,
-        started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - BACKSTOP_GRACE,
-    ).values_list("pk", "started_at")[:limit]
+    # A living run renews its lease every third of COMPACTION_LEASE_SECONDS; one whose lease
+    # expired lost its worker. (A row without a lease predates leases: the time limit rule.)
+    stale_running = (
+        Compaction.objects.filter(status=CompactionStatus.RUNNING)
+        .filter(
+            Q(lease_expires_at__lt=now)
+            | Q(
+                lease_expires_at__isnull=True,
+                started_at__lt=now
+                - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+                - BACKSTOP_GRACE,
+            )
+        )
+        .values_list("pk", "attempts", "lease_expires_at")[:limit]
+    )
     stale = []
-    for pk, started_at in list(stale_running):
-        # Conditional on the claim we saw, so a run that is alive after all keeps its row.
+    for pk, attempts, lease in list(stale_running):
+        # Conditional on the claim we saw, so a run that renewed after all keeps its row.
         if Compaction.objects.filter(
-            pk=pk, status=CompactionStatus.RUNNING, started_at=started_at
-        ).update(status=CompactionStatus.QUEUED, retry_at=None):
+            pk=pk, status=CompactionStatus.RUNNING, attempts=attempts, lease_expires_at=lease
+        ).update(status=CompactionStatus.QUEUED, retry_at=None, lease_expires_at=None):
             stale.append(pk)
     stale += list(
         Compaction.objects.filter(status=CompactionStatus.QUEUED)

@@ -9,7 +9,11 @@ The prompt and the cut are prompt.py's; the archive and the rewrite are rewrite.
 The run never destroys a message (DESIGN.md invariant 6) and never holds a lock or a
 transaction across slow I/O (invariant 4). Its steps, in this order:
 
-1. claim the row (a conditional UPDATE queued → running: two workers never run one);
+1. claim the row (a conditional UPDATE queued → running: two workers never run one) with a
+   short lease that a heartbeat renews while the run lives (common/leases.py); a run whose
+   worker died is taken over once the lease has expired (the backstop queues it again, a new
+   request fails it), and every later write of the run is fenced by its claim (status
+   running and its `attempts`), so a stalled run that lost its lease changes nothing;
 2. hydrate a cold thread, read the history (no lock), pick the cut;
 3. ask the provider for a summary of the older part (outside any transaction);
 4. write the older messages to cold storage and read them back (gzip JSON, `archive_key`);
@@ -31,15 +35,25 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Subquery
 from django.utils import timezone
 
 from common.errors import DomainError, NotFound, ThreadArchived, ThreadGenerating
+from common.leases import Heartbeat
 from common.tasks import enqueue_on_commit
 from sessions_app.selectors import thread_is_generating
 from threads import events
 from threads.conversation import rewrite
+from threads.conversation.claims import (
+    LeaseLost,
+    check_lease,
+    claimed,
+    compaction_fail_expired,
+    lease_renew,
+    lease_until,
+)
 from threads.conversation.errors import (
     CompactionInProgress,
     CompactionNotSucceeded,
@@ -152,6 +166,8 @@ def compaction_request(
     if thread.tier == Tier.HOT and not _summarizable(thread, keep):
         raise NothingToCompact(keep_last=keep)
     compaction = compaction_create(thread, trigger=trigger, keep_last=keep)
+    if compaction is None and compaction_fail_expired(thread_id=thread.pk):
+        compaction = compaction_create(thread, trigger=trigger, keep_last=keep)
     if compaction is None:
         pending = (
             Compaction.objects.filter(thread=thread, status__in=COMPACTION_PENDING)
@@ -215,12 +231,11 @@ def compaction_after_settle(*, thread: Thread) -> Compaction | None:
 
 def _fail(compaction: Compaction, code: str, message: str, **details: Any) -> None:
     with transaction.atomic():
-        updated = Compaction.objects.filter(
-            pk=compaction.pk, status=CompactionStatus.RUNNING
-        ).update(
+        updated = claimed(compaction).update(
             status=CompactionStatus.FAILED,
             error=f"{code}: {message}",
             finished_at=timezone.now(),
+            lease_expires_at=None,
         )
         if updated:
             rewrite.compaction_event(
@@ -229,14 +244,17 @@ def _fail(compaction: Compaction, code: str, message: str, **details: Any) -> No
     logger.warning("compaction %s failed: %s: %s", compaction.pk, code, message)
 
 
-def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: float) -> None:
-    """Back to queued until the retry is due, and a provider.retry event."""
+def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: float) -> bool:
+    """Back to queued until the retry is due, and a provider.retry event; False when the
+    compaction is no longer this run's (taken over: the other run decides)."""
     with transaction.atomic():
-        Compaction.objects.filter(pk=compaction.pk, status=CompactionStatus.RUNNING).update(
+        if not claimed(compaction).update(
             status=CompactionStatus.QUEUED,
             retry_at=timezone.now() + timedelta(seconds=delay_s),
             error=f"{exc.reason}: {exc.message}",
-        )
+            lease_expires_at=None,
+        ):
+            return False
         rewrite.compaction_event(
             compaction,
             events.PROVIDER_RETRY,
@@ -246,6 +264,7 @@ def _requeue_for_retry(compaction: Compaction, exc: ProviderError, delay_s: floa
             status=exc.provider_status,
             operation="compaction",
         )
+    return True
 
 
 def compaction_run(*, compaction_id: str) -> Compaction | None:
@@ -257,16 +276,27 @@ def compaction_run(*, compaction_id: str) -> Compaction | None:
         started_at=timezone.now(),
         attempts=F("attempts") + 1,
         retry_at=None,
+        lease_expires_at=lease_until(),
     )
     if not claimed:
         return None
     compaction = Compaction.objects.select_related("thread").get(pk=compaction_id)
+    beat = Heartbeat(
+        lambda: lease_renew(compaction),
+        every=settings.COMPACTION_LEASE_SECONDS / 3,
+        name=f"compaction {compaction.pk}",
+    )
     try:
-        _run(compaction)
+        with beat:
+            _run(compaction)
+    except LeaseLost:
+        logger.warning("compaction %s: lease lost to another run; this one stops", compaction.pk)
+        return None
     except ProviderError as exc:
         delay = retry_delay(compaction.attempts) if exc.retryable else None
         if delay is not None:
-            _requeue_for_retry(compaction, exc, delay)
+            if not _requeue_for_retry(compaction, exc, delay):
+                return None
             raise RetryLater(delay) from exc
         _fail(compaction, exc.reason, exc.message, provider_status=exc.provider_status)
     except DomainError as exc:
@@ -331,6 +361,7 @@ def _run(compaction: Compaction) -> None:
             raise SummaryNotSmaller(summary_tokens=summary_tokens, replaced_tokens=replaced_tokens)
 
         key = rewrite.archive_key(thread_id=thread.pk, compaction_id=compaction.pk)
+        check_lease(compaction)
         t0 = time.monotonic()
         rewrite.archive_write(key, rewrite.archive_body(thread, compaction, read.summarized))
         archive_ms = round((time.monotonic() - t0) * 1000)
@@ -351,6 +382,8 @@ def _run(compaction: Compaction) -> None:
         except rewrite.HistoryMoved:
             logger.info("compaction %s: history changed during the run; again", compaction.pk)
             continue
+        except rewrite.ClaimLost:
+            raise LeaseLost from None  # the archive is the run that took over's now: keep it
         except BaseException:
             rewrite.archive_discard(key)
             raise

@@ -41,6 +41,10 @@ class HistoryMoved(Exception):
     """The summarized messages are no longer the ones read: the run starts over."""
 
 
+class ClaimLost(Exception):
+    """The compaction is no longer this run's (its lease expired and another run took it)."""
+
+
 @dataclass
 class HistoryRead:
     """What a run read: every message up to the cut (`older`), and of those the ones the
@@ -229,8 +233,12 @@ def rewrite_commit(
             "commit_ms": round((time.monotonic() - commit_started) * 1000),
             "total_ms": round((time.monotonic() - started) * 1000),
         }
-        Compaction.objects.filter(pk=compaction.pk).update(
+        # Fenced by the run's claim: a run whose lease expired and was taken over rolls back.
+        succeeded = Compaction.objects.filter(
+            pk=compaction.pk, status=CompactionStatus.RUNNING, attempts=compaction.attempts
+        ).update(
             status=CompactionStatus.SUCCEEDED,
+            lease_expires_at=None,
             error="",
             messages_summarized=len(read.summarized),
             messages_kept=kept_count,
@@ -245,6 +253,8 @@ def rewrite_commit(
             timings=timings,
             finished_at=now,
         )
+        if not succeeded:
+            raise ClaimLost
         compaction_event(
             compaction,
             events.THREAD_COMPACTED,

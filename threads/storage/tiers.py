@@ -29,10 +29,12 @@ import functools
 import json
 import logging
 import secrets
+import threading
 import time
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, Q
 from django.utils import timezone
@@ -43,6 +45,7 @@ from common.errors import (
     ThreadBusy,
     ThreadGenerating,
 )
+from common.leases import Heartbeat
 from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_generating
 from threads import events, locks
 from threads.events import event_record
@@ -58,9 +61,6 @@ from threads.storage.snapshot import (
 
 logger = logging.getLogger(__name__)
 
-# How long a flush may hold its lease. Far above the S3 client's worst case (connect and
-# read timeouts × attempts), so a lease only ever expires because its process died.
-FLUSH_LEASE_SECONDS = 600
 LEASE_PREFIX = "lease:"
 
 
@@ -138,21 +138,55 @@ def _lease_take(thread: Thread) -> tuple[str, str]:
     column may be added here. Not `last_activity_at`: that is the idleness clock the sweep
     selects on and the API shows — stamping it would make a failed flush look like activity.
     Not `select_for_update(skip_locked=True)`: the lock would have to be held across the S3
-    write (invariant 4), or be released before it, after which it excludes nobody."""
+    write (invariant 4), or be released before it, after which it excludes nobody.
+
+    The lease is short (FLUSH_LEASE_SECONDS) and renewed by a heartbeat while the flush runs
+    (_FlushLease), so it only expires because its process died, and a killed flush blocks
+    the next one for at most that long."""
     current = thread.cold_key or ""
     previous = current
     if current.startswith(LEASE_PREFIX):
         until, previous = _lease_parse(current)
         if until > time.time():
             raise ThreadBusy(thread=thread.pk, reason="flushing")
-    until = int(time.time() + FLUSH_LEASE_SECONDS)
-    lease = f"{LEASE_PREFIX}{until}:{secrets.token_hex(4)}|{previous}"
+    lease = _lease_value(secrets.token_hex(4), previous)
     taken = Thread.objects.filter(pk=thread.pk, tier=Tier.HOT, cold_key=current).update(
         cold_key=lease
     )
     if not taken:
         raise ThreadBusy(thread=thread.pk, reason="flushing")
     return lease, previous
+
+
+def _lease_value(token: str, previous: str) -> str:
+    until = int(time.time() + settings.FLUSH_LEASE_SECONDS)
+    return f"{LEASE_PREFIX}{until}:{token}|{previous}"
+
+
+class _FlushLease:
+    """The lease a flush holds, renewed by its heartbeat (a conditional UPDATE from the value
+    it holds to one with a later expiry). `lock` keeps a renewal from moving the value while
+    the final UPDATE or the release matches on it."""
+
+    def __init__(self, thread_id: str, value: str, previous: str) -> None:
+        self.thread_id, self.value, self.previous = thread_id, value, previous
+        self.token = value.split("|", 1)[0].rsplit(":", 1)[1]
+        self.lock = threading.Lock()
+
+    def renew(self) -> bool:
+        with self.lock:
+            renewed = _lease_value(self.token, self.previous)
+            if not Thread.objects.filter(pk=self.thread_id, cold_key=self.value).update(
+                cold_key=renewed
+            ):
+                return False
+            self.value = renewed
+            return True
+
+    def held(self) -> bool:
+        """Still ours? (On the flush's own connection, which sees its own claim.)"""
+        with self.lock:
+            return Thread.objects.filter(pk=self.thread_id, cold_key=self.value).exists()
 
 
 def _lease_release(thread_id: str, lease: str, previous: str) -> None:
@@ -189,24 +223,37 @@ def flush_once(thread: Thread, *, idle_before: datetime | None, overwrite: bool 
     if idle_before is not None and current.last_activity_at >= idle_before:
         raise ThreadBusy(thread=current.pk, reason="active")
 
-    lease, previous = _lease_take(current)
+    lease = _FlushLease(current.pk, *_lease_take(current))
+    beat = Heartbeat(
+        lease.renew, every=settings.FLUSH_LEASE_SECONDS / 3, name=f"flush {current.pk}"
+    )
     try:
-        snapshot = snapshot_encode(thread=current)
-        body = cold.gzip_json(snapshot)
-        key = snapshot_key(current.pk)
-        # Only on top of the object this thread last wrote or read (shared.py): another
-        # tool's write since then is 409 cold_object_changed, never silently replaced.
-        shared.snapshot_write(thread_id=current.pk, key=key, body=body, overwrite=overwrite)
-        stored, tag = cold.get_tagged(key)
-        if stored != body:
-            raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
-        # The object is ours from here on, whether or not the commit below succeeds.
-        shared.tag_record(thread_id=current.pk, key=key, etag=tag)
-        _flush_commit(
-            current, snapshot, lease=lease, key=key, size=len(body), idle_before=idle_before
-        )
+        with beat:
+            snapshot = snapshot_encode(thread=current)
+            body = cold.gzip_json(snapshot)
+            key = snapshot_key(current.pk)
+            if not lease.held():  # expired and taken: the key is the other flush's now
+                raise ThreadBusy(thread=current.pk, reason="flushing")
+            # Only on top of the object this thread last wrote or read (shared.py): another
+            # tool's write since then is 409 cold_object_changed, never silently replaced.
+            shared.snapshot_write(thread_id=current.pk, key=key, body=body, overwrite=overwrite)
+            stored, tag = cold.get_tagged(key)
+            if stored != body:
+                raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
+            # The object is ours from here on, whether or not the commit below succeeds.
+            shared.tag_record(thread_id=current.pk, key=key, etag=tag)
+            with lease.lock:
+                _flush_commit(
+                    current,
+                    snapshot,
+                    lease=lease.value,
+                    key=key,
+                    size=len(body),
+                    idle_before=idle_before,
+                )
     except Exception:
-        _lease_release(current.pk, lease, previous)
+        with lease.lock:
+            _lease_release(current.pk, lease.value, lease.previous)
         raise
     return True
 
