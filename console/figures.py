@@ -44,8 +44,9 @@ def threads_by_tier_lifecycle() -> list[dict[str, Any]]:
     )
 
 
-def message_rows_estimate() -> tuple[int, bool]:
-    """(rows in the message table, exact?): pg_class.reltuples on PostgreSQL."""
+def message_rows_estimate() -> tuple[int | None, bool]:
+    """(rows in the message table, exact?): pg_class.reltuples on PostgreSQL, None before
+    the table was first analyzed (autovacuum does it)."""
     table = Message._meta.db_table
     if connection.vendor != "postgresql":
         return Message.objects.count(), True
@@ -54,7 +55,8 @@ def message_rows_estimate() -> tuple[int, bool]:
             "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table]
         )
         row = cursor.fetchone()
-    return max(int(row[0]), 0) if row and row[0] is not None else 0, False
+    estimate = int(row[0]) if row and row[0] is not None else -1
+    return (estimate if estimate >= 0 else None), False
 
 
 def redis_usage() -> dict[str, Any] | None:

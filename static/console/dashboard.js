@@ -6,6 +6,7 @@
   const data = JSON.parse(document.getElementById("tl-charts").textContent);
   const colors = ["#417690", "#79aec8", "#f5dd5d", "#e07a5f", "#81b29a", "#9c89b8", "#bfbfbf"];
   Chart.defaults.animation = false;
+  Chart.defaults.maintainAspectRatio = false; // each canvas fills its .tl-chart box
   function draw(id, config) {
     const canvas = document.getElementById(id);
     if (canvas) new Chart(canvas, config);
