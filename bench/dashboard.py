@@ -68,7 +68,8 @@ def seed() -> None:
               last_cache_read_tokens, last_cache_creation_tokens, last_output_tokens, cold_key,
               cold_bytes, created_at, updated_at, last_activity_at)
             SELECT 'thd_b' || g, 'tnt_bench', 'prj_bench', '', '{{}}', 'open',
-              (ARRAY['active','idle','closed'])[1 + g % 3], CASE WHEN g % 4 = 0 THEN 'cold' ELSE 'hot' END,
+              (ARRAY['active','idle','closed'])[1 + g % 3],
+              CASE WHEN g % 4 = 0 THEN 'cold' ELSE 'hot' END,
               1, 1, 10, CASE WHEN g % 4 = 0 THEN 0 ELSE 10 END, 100, 'high', 85, 200000, 10,
               false, 240, 12, 0, 0, 0, 0, 0, CASE WHEN g % 4 = 0 THEN 'k' || g ELSE '' END,
               CASE WHEN g % 4 = 0 THEN 2000 END, now(), now(), now()
@@ -79,7 +80,8 @@ def seed() -> None:
             f"""
             INSERT INTO threads_message (thread_id, message_id, seq, role, content, metadata,
               token_estimate, created_at)
-            SELECT 'thd_b' || (1 + g / 10), 'm' || g, 1 + g % 10, 'user', '"hello"', '{{}}', 2, now()
+            SELECT 'thd_b' || (1 + g / 10), 'm' || g, 1 + g % 10, 'user', '"hello"', '{{}}',
+              2, now()
             FROM generate_series(0, {MESSAGES - 1}) g
             """
         )
@@ -87,8 +89,10 @@ def seed() -> None:
             f"""
             INSERT INTO threads_event (public_id, tenant_id, thread_id, kind, payload, created_at)
             SELECT 'evt_b' || g, 'tnt_bench', 'thd_b' || (1 + g % {THREADS}),
-              (ARRAY['thread.created','session.turn_settled','warm.completed','thread.flushed'])[1 + g % 4],
-              CASE WHEN g % 4 = 1 THEN '{{"usage": {{"input_tokens": 10, "cache_read_tokens": 90}}}}'
+              (ARRAY['thread.created', 'session.turn_settled', 'warm.completed',
+                     'thread.flushed'])[1 + g % 4],
+              CASE WHEN g % 4 = 1
+                THEN '{{"usage": {{"input_tokens": 10, "cache_read_tokens": 90}}}}'
                    ELSE '{{}}' END::jsonb,
               now() - interval '2 days' + (g * interval '1 millisecond') / 20
             FROM generate_series(1, {EVENTS}) g
@@ -148,7 +152,8 @@ def main() -> None:
             samples[name].append(timed(fn))
     for name, values in samples.items():
         print(
-            f"{name:32s} p50 {statistics.median(values):8.1f} ms  [{min(values):.1f}–{max(values):.1f}]"
+            f"{name:32s} p50 {statistics.median(values):8.1f} ms"
+            f"  [{min(values):.1f}–{max(values):.1f}]"
         )
 
 
