@@ -14,3 +14,8 @@ class ThreadlineAdminConfig(admin_apps.AdminConfig):
 class ConsoleConfig(AppConfig):
     name = "console"
     verbose_name = "Operator console"
+
+    def ready(self) -> None:
+        from console import receivers
+
+        receivers.connect()

@@ -12,7 +12,11 @@ from django_celery_results.models import TaskResult
 
 from config.celery import app
 from tasks.tasks import warming_sweep_task
+from tests.threads.conversation.helpers import worker_env
 from tests.workers import celery_worker, wait_for
+from threads import services
+from threads.conversation.compaction import COMPACTION_RUN_TASK, compaction_request
+from threads.history import messages_append
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,3 +56,27 @@ def test_a_worker_stores_sweep_results_and_failures_and_the_dashboard_shows_them
 
     metrics = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer t").content.decode()
     assert 'threadline_celery_task_results{state="FAILURE"} 1.0' in metrics
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retrying_task_shows_as_retrying_until_its_retry_succeeds(api, project, llm):
+    thread = services.thread_create(tenant=api.tenant, project_id=project.id)
+    messages_append(
+        thread=thread,
+        messages=[
+            {"id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant", "content": f"t {i}"}
+            for i in range(14)
+        ],
+    )
+    llm.fail_next(1, status=529)  # the first summary call is overloaded: a retry in ~5 s
+    with celery_worker(extra_env=worker_env(llm=llm)):
+        compaction = compaction_request(thread=thread, keep_last=2)  # enqueued on commit
+        retrying = wait_for(
+            lambda: TaskResult.objects.filter(task_name=COMPACTION_RUN_TASK, status="RETRY").first()
+        )
+        wait_for(
+            lambda: TaskResult.objects.filter(task_id=retrying.task_id, status="SUCCESS").exists()
+        )
+    compaction.refresh_from_db()
+    assert compaction.status == "succeeded" and compaction.attempts == 2
+    assert not TaskResult.objects.filter(status="RETRY").exists()
