@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -137,8 +138,9 @@ def _sessions() -> dict[str, Any]:
         return [
             {
                 "session": s,
-                "url": reverse("admin:sessions_app_session_change", args=[s.pk]),
-                "thread_url": reverse("admin:threads_thread_change", args=[s.thread_id]),
+                # quote(): the admin reads "_24" in a path as "$"; our ids hold "_".
+                "url": reverse("admin:sessions_app_session_change", args=[quote(s.pk)]),
+                "thread_url": reverse("admin:threads_thread_change", args=[quote(s.thread_id)]),
             }
             for s in sessions
         ]

@@ -55,13 +55,20 @@ def test_the_dashboard_shows_the_databases_figures_with_their_lists(staff, api, 
     assert api.post(f"/api/v1/threads/{cold.id}/flush").status_code == 200
     idle = transitions.session_create(tenant=api.tenant, thread_id=hot.id, actor=AGENT)
     stuck = transitions.session_create(tenant=api.tenant, thread_id=hot.id, actor=AGENT)
+    # an id whose "_24" the admin would read as "$" unless the link quotes it
     Session.objects.filter(pk=stuck.pk).update(
-        status="locked", lock_token="t", lock_expires_at=timezone.now() - timedelta(minutes=5)
+        id="ses_24stuck00000",
+        status="locked",
+        lock_token="t",
+        lock_expires_at=timezone.now() - timedelta(minutes=5),
     )
+    stuck = Session.objects.get(pk="ses_24stuck00000")
 
     # when
     with CaptureQueriesContext(connection) as queries:
         response = staff.get("/admin/")
+    # (the next request empties the query log the context reads from)
+    captured = [q["sql"] for q in queries.captured_queries]
 
     # then
     assert response.status_code == 200
@@ -77,7 +84,10 @@ def test_the_dashboard_shows_the_databases_figures_with_their_lists(staff, api, 
     assert re.search(rf'data-figure="cold-bytes" data-value="{cold.cold_bytes}"', html)
     assert figure(html, "sessions-idle") == "1"
     assert figure(html, "sessions-locked") == "1"
-    assert stuck.pk in re.search(r'data-figure="stuck-locked">(.*?)</td>', html).group(1)
+    stuck_cell = re.search(r'data-figure="stuck-locked">(.*?)</td>', html).group(1)
+    assert stuck.pk in stuck_cell
+    stuck_page = staff.get(re.search(r'href="([^"]+)"', stuck_cell).group(1))
+    assert stuck_page.status_code == 200 and stuck.pk in stuck_page.content.decode()
     assert idle.pk not in html
     assert link_of(html, "threads-cold-idle") == (
         "/admin/threads/thread/?tier__exact=cold&lifecycle__exact=idle"
@@ -94,7 +104,7 @@ def test_the_dashboard_shows_the_databases_figures_with_their_lists(staff, api, 
     assert "//cdn" not in html and "https://" not in html.split("</head>")[0]
     # the big tables are never counted: messages not at all, the trail only past the
     # tally's mark (a primary-key range: the last minute or so of events)
-    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    counts = [sql for sql in captured if "COUNT(" in sql.upper()]
     assert counts
     for sql in counts:
         assert '"threads_message"' not in sql, sql
