@@ -47,7 +47,8 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request):
+def readiness_checks() -> tuple[dict[str, dict[str, str]], bool]:
+    """Every probe's {status, detail}, and whether none is "down"."""
     checks, healthy = {}, True
     for name, probe in READINESS_PROBES.items():
         try:
@@ -57,6 +58,11 @@ def readyz(request):
             state, detail = "down", str(exc)[:200]
         checks[name] = {"status": state, "detail": detail}
         healthy = healthy and state != "down"
+    return checks, healthy
+
+
+def readyz(request):
+    checks, healthy = readiness_checks()
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,

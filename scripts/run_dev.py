@@ -27,7 +27,8 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     manage("migrate", "--no-input", "-v", "0")
     manage("bootstrap_demo")
-    print(f"\nThreadline on http://127.0.0.1:{PORT}/api/v1/ (docs: /api/docs/, admin: /admin/)")
+    print(f"\nThreadline on http://127.0.0.1:{PORT}/ (API: /api/v1/, docs: /api/docs/,")
+    print("console: /admin/ (manage.py createsuperuser), metrics: /metrics with METRICS_TOKEN)")
     print("Ctrl-C stops the web server, the worker and beat.\n", flush=True)
     commands = {
         "web": [PY, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"],

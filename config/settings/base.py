@@ -5,6 +5,9 @@ The README's configuration table lists every variable; each one has an embedded 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dj_database_url
 
 from config.env import (
@@ -25,7 +28,8 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with Threadline's site (console/site.py: branding and the dashboard index).
+    "console.apps.ThreadlineAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -34,16 +38,21 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
+    "django_celery_results",
     "common",
     "threads",
     "threads.storage",
     "sessions_app",
     "handoffs",
     "tasks",
+    "console",
 ]
 
 MIDDLEWARE = [
+    # First, so that it times and counts every response, errors of the others included.
+    "common.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -138,6 +147,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Vendored front-end code (Chart.js for the dashboard): nothing is loaded from a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Limits ----------------------------------------------------------------------------
 MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1)
@@ -179,6 +190,11 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"ApiKey": []}],
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: /api/docs/ works
+    # without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "AUTHENTICATION_WHITELIST": [],
     # Many models have a `status`; name each choice set instead of letting it be hashed.
     "ENUM_NAME_OVERRIDES": {
@@ -196,7 +212,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    _broker_dir = Path(env_str("CELERY_FILESYSTEM_BROKER_DIR", str(VAR_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -210,7 +226,25 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Results go to the database (django-celery-results; SQLite in the embedded default), where
+# the dashboard reads them. Most tasks keep none (cache fills, compactions: their rows are
+# their record) but their failures and retries are stored; the beat sweeps keep every
+# result, so each schedule's last outcome is known.
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 86400, minimum=60)
+# Every task of tasks/schedules.py (tests/test_console.py checks that none is missing).
+BEAT_TASKS = (
+    "threads.warming_sweep",
+    "threads.compaction_backstop",
+    "threads.memory_log",
+    "threads.flush_idle_threads",
+    "sessions.subsessions_retention",
+    "sessions.recover_session_locks",
+)
+CELERY_TASK_ANNOTATIONS = {name: {"ignore_result": False} for name in BEAT_TASKS}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -309,6 +343,18 @@ LOCK_RECOVERY_SECONDS = env_int("LOCK_RECOVERY_SECONDS", 60, minimum=1)
 SESSION_LOCK_LEASE_SECONDS = env_int("SESSION_LOCK_LEASE_SECONDS", 300, minimum=1)
 WORKSPACE_ROOT = env_str("WORKSPACE_ROOT", str(VAR_DIR / "workspaces"))
 WORKSPACE_GIT_REPO = env_str("WORKSPACE_GIT_REPO", "")
+
+# --- Operator console and metrics (console/) -------------------------------------------
+# GET /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset → 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Request and cache counters are kept per process in prometheus-client's multiprocess files
+# under this directory and summed at scrape time (gunicorn runs several workers).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+# prometheus_client reads it from the environment when it is first imported (after settings).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# The dashboard lists a session awaiting a human longer than this as stuck.
+STUCK_HITL_SECONDS = env_int("STUCK_HITL_SECONDS", 3600, minimum=1)
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {

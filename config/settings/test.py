@@ -8,6 +8,11 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/threadline")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("DJANGO_DEBUG", "false")
+# The tests' request and cache counters stay out of those of `make run` in the same checkout.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(os.path.dirname(__file__), "..", "..", "var", "prometheus-test"),
+)
 
 from config.env import env_bool
 from config.settings.base import *  # noqa: F403

@@ -12,6 +12,7 @@ import orjson
 from django.conf import settings
 from django.db import connection, models
 
+from common import metrics
 from common.errors import NotFound, ThreadBusy
 from threads.message_format import BYTES_PER_TOKEN, message_json_bytes
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
@@ -47,6 +48,7 @@ def messages_page_json(
     for _ in range(3):
         thread_ensure_hot(thread=thread)
         cached = hotcache.page(thread=thread, after_seq=after_seq, limit=limit)
+        metrics.cache_read(hit=cached is not None)
         if cached is not None:
             return cached
         served = _page_from_database(thread, after_seq, limit)
