@@ -10,6 +10,7 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
@@ -99,7 +100,9 @@ def change_link(model: type, pk: str | None, text: str | None = None) -> str:
     """A link to one row's admin page by its id: no join to fetch the row itself."""
     if not pk:
         return "—"
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
+    url = reverse(
+        f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[quote(pk)]
+    )
     return format_html('<a href="{}">{}</a>', url, text or pk)
 
 
@@ -220,7 +223,7 @@ class ChangePageActionsMixin:
         return [path("<str:object_id>/act/<str:action>/", view, name=name), *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
+        obj = self.get_object(request, unquote(object_id))
         extra = dict(extra_context or {})
         if obj is not None:
             opts = self.model._meta
@@ -232,7 +235,7 @@ class ChangePageActionsMixin:
                     "reason": name in self.reason_actions,
                     "reason_max": REASON_MAX_CHARS,
                     "url": reverse(
-                        f"admin:{opts.app_label}_{opts.model_name}_act", args=[obj.pk, name]
+                        f"admin:{opts.app_label}_{opts.model_name}_act", args=[quote(obj.pk), name]
                     ),
                 }
                 for name, label in self.change_actions.items()
@@ -247,13 +250,13 @@ class ChangePageActionsMixin:
         available = self.get_actions(request)
         if action not in self.change_actions or action not in available:
             raise Http404("No such action.")
-        obj = self.get_object(request, object_id)
+        obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404("No such object.")
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
         opts = self.model._meta
-        back = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        back = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)])
         if action in self.reason_actions:
             reason = request.POST.get("reason", "").strip()
             if not reason or len(reason) > REASON_MAX_CHARS:

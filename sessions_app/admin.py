@@ -9,6 +9,7 @@ recover lock) that record the same events as the API.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Value
 from django.db.models.fields.json import KT
@@ -88,7 +89,7 @@ class SessionAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin)
     readonly_fields = ("related",)
 
     def change_links(self, obj: Session) -> list[tuple[str, str]]:
-        return [(reverse("admin:sessions_app_session_tree", args=[obj.pk]), "Session tree")]
+        return [(reverse("admin:sessions_app_session_tree", args=[quote(obj.pk)]), "Session tree")]
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.tree_view)
@@ -99,7 +100,7 @@ class SessionAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin)
 
     def tree_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
         """The session with its ancestors, sub-sessions, summaries and handoffs, one page."""
-        session = get_object_or_404(Session.objects.select_related("thread"), pk=object_id)
+        session = get_object_or_404(Session.objects.select_related("thread"), pk=unquote(object_id))
         if not self.has_view_permission(request, session):
             raise PermissionDenied
         tree = session_tree(session=session)
@@ -131,7 +132,7 @@ class SessionAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdmin)
         links = [
             format_html(
                 '<a href="{}">session tree</a>',
-                reverse("admin:sessions_app_session_tree", args=[session.pk]),
+                reverse("admin:sessions_app_session_tree", args=[quote(session.pk)]),
             ),
             *self.lineage_links(session),
             changelist_link(Summary, "summary", session__id__exact=session.pk),
@@ -217,7 +218,9 @@ class SubSessionAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, ReadOnlyAdm
     change_actions = {"archive": "Archive", "restore": "Restore"}
 
     def change_links(self, obj: SubSession) -> list[tuple[str, str]]:
-        return [(reverse("admin:sessions_app_session_tree", args=[obj.child_id]), "Session tree")]
+        return [
+            (reverse("admin:sessions_app_session_tree", args=[quote(obj.child_id)]), "Session tree")
+        ]
 
     @admin.action(description="Archive selected sub-sessions (bundle to cold storage)")
     def archive(self, request: HttpRequest, queryset: QuerySet[SubSession]) -> None:

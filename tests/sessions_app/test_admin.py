@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -42,7 +43,9 @@ def test_sessions_are_filtered_by_status_and_actor_kind(admin_client, make_sessi
 def test_a_session_page_links_to_its_relatives(admin_client, session):
     child, _ = spawn.session_spawn(session=session, actor=AGENT)
 
-    response = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
+    response = admin_client.get(
+        reverse("admin:sessions_app_session_change", args=[quote(session.pk)])
+    )
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -111,7 +114,7 @@ def test_the_other_pages_are_read_only_and_load(admin_client, api, session):
     }
     for name, pk in pages.items():
         assert admin_client.get(changelist(name)).status_code == 200, name
-        page = admin_client.get(reverse(f"admin:{name}_change", args=[pk]))
+        page = admin_client.get(reverse(f"admin:{name}_change", args=[quote(pk)]))
         assert page.status_code == 200, name
         assert b'name="_save"' not in page.content, name  # view-only
     assert admin_client.get(changelist("sessions_app_workspace")).status_code == 200

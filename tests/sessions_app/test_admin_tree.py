@@ -4,6 +4,7 @@ idempotent ones saying "already …" without a second event, sub-session archive
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.django_db
 
 
 def tree(session) -> str:
-    return reverse("admin:sessions_app_session_tree", args=[session.pk])
+    return reverse("admin:sessions_app_session_tree", args=[quote(session.pk)])
 
 
 def press(admin_client, obj, action: str, **form):
     opts = obj._meta
-    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_act", args=[obj.pk, action])
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_act", args=[quote(obj.pk), action])
     response = admin_client.post(url, form, follow=True)
     assert response.status_code == 200
     return [str(m) for m in get_messages(response.wsgi_request)]
@@ -69,12 +70,16 @@ def test_the_tree_shows_ancestors_sub_sessions_summaries_and_handoffs(
     assert len(from_root.context["handoffs"]) == 2 and "committed" in page
     assert "Planned." in page
     # linked from the change page
-    change = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
+    change = admin_client.get(
+        reverse("admin:sessions_app_session_change", args=[quote(session.pk)])
+    )
     assert tree(session) in change.content.decode()
 
 
 def test_fail_from_the_change_page_takes_a_reason_and_says_already_failed(admin_client, session):
-    change = admin_client.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
+    change = admin_client.get(
+        reverse("admin:sessions_app_session_change", args=[quote(session.pk)])
+    )
     page = change.content.decode()
     assert 'data-action="fail"' in page and 'name="reason"' in page
 
@@ -104,9 +109,9 @@ def test_archive_twice_says_already_archived(admin_client, session):
 
 
 def test_an_unknown_action_is_404_and_a_get_is_refused(admin_client, session):
-    url = reverse("admin:sessions_app_session_act", args=[session.pk, "delete_everything"])
+    url = reverse("admin:sessions_app_session_act", args=[quote(session.pk), "delete_everything"])
     assert admin_client.post(url).status_code == 404
-    fail = reverse("admin:sessions_app_session_act", args=[session.pk, "fail"])
+    fail = reverse("admin:sessions_app_session_act", args=[quote(session.pk), "fail"])
     assert admin_client.get(fail).status_code == 405
     missing = reverse("admin:sessions_app_session_act", args=["ses_missing", "fail"])
     assert admin_client.post(missing, {"reason": "x"}).status_code == 404
@@ -120,7 +125,9 @@ def test_a_sub_session_is_archived_and_restored_from_its_page(
         session=child,
         summary=summaries.SummaryIn(outcome_status="succeeded", agent_summary="Done."),
     )
-    change = admin_client.get(reverse("admin:sessions_app_subsession_change", args=[edge.pk]))
+    change = admin_client.get(
+        reverse("admin:sessions_app_subsession_change", args=[quote(edge.pk)])
+    )
     assert 'data-action="archive"' in change.content.decode()
 
     assert press(admin_client, edge, "archive") == ["Archived 1 sub-session."]

@@ -5,6 +5,7 @@ with a link to the archived originals), the queued messages, and the Thread admi
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -45,11 +46,11 @@ def test_the_compaction_history_is_listed_read_only_with_a_link_to_the_originals
 ):
     listed = admin_client.get(reverse("admin:threads_compaction_changelist"))
     assert listed.status_code == 200
-    originals_url = reverse("admin:threads_compaction_originals", args=[compacted.pk])
+    originals_url = reverse("admin:threads_compaction_originals", args=[quote(compacted.pk)])
     assert originals_url.encode() in listed.content
     assert b"10 archived messages" in listed.content
 
-    page = admin_client.get(reverse("admin:threads_compaction_change", args=[compacted.pk]))
+    page = admin_client.get(reverse("admin:threads_compaction_change", args=[quote(compacted.pk)]))
     assert page.status_code == 200
     assert b'name="_save"' not in page.content  # read-only
 

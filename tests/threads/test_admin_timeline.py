@@ -6,6 +6,7 @@ steering messages; a cold thread is read from its snapshot and stays cold."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from tests.admin_filters import CONVERSATION
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def conversation(thread: Thread) -> str:
-    return reverse("admin:threads_thread_conversation", args=[thread.pk])
+    return reverse("admin:threads_thread_conversation", args=[quote(thread.pk)])
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_a_cold_thread_page_says_its_messages_are_in_the_snapshot_not_zero(
 ):
     tiers.thread_flush(thread=talked)
 
-    response = admin_client.get(reverse("admin:threads_thread_change", args=[talked.pk]))
+    response = admin_client.get(reverse("admin:threads_thread_change", args=[quote(talked.pk)]))
 
     page = response.content.decode()
     assert "conversation (4 messages, in the cold snapshot)" in page
@@ -129,7 +130,7 @@ def test_a_compaction_summary_is_marked_with_a_link_to_its_originals(
 
     summary = response.context["page"].messages[0]
     assert summary["compaction"]["id"] == done.pk
-    originals = reverse("admin:threads_compaction_originals", args=[done.pk])
+    originals = reverse("admin:threads_compaction_originals", args=[quote(done.pk)])
     assert f'href="{originals}">archived originals' in response.content.decode()
     assert admin_client.get(originals).status_code == 200
 
@@ -155,7 +156,7 @@ def test_the_message_list_of_a_cold_thread_points_to_its_snapshot(admin_client, 
 
 def test_a_queued_message_is_cancelled_from_its_page_once(admin_client, talked):
     item = queue.queue_list(thread=talked).get()
-    url = reverse("admin:threads_queuedmessage_act", args=[item.pk, "cancel"])
+    url = reverse("admin:threads_queuedmessage_act", args=[quote(item.pk), "cancel"])
 
     first = admin_client.post(url, follow=True)
     again = admin_client.post(url, follow=True)
@@ -191,7 +192,7 @@ def test_content_of_any_shape_renders_as_known_blocks():
 
 def test_compact_now_pressed_twice_queues_one_compaction(admin_client, thread):
     append(thread, say(12))
-    url = reverse("admin:threads_thread_act", args=[thread.pk, "compact_now"])
+    url = reverse("admin:threads_thread_act", args=[quote(thread.pk), "compact_now"])
 
     first = admin_client.post(url, follow=True)  # its task runs on commit: not in this test
     again = admin_client.post(url, follow=True)

@@ -5,6 +5,7 @@ now", through the same services as the API, and the warming state."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -56,7 +57,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
     def originals(self, obj: Compaction) -> str:
         if obj.status != CompactionStatus.SUCCEEDED or not obj.archive_key:
             return "—"
-        url = reverse("admin:threads_compaction_originals", args=[obj.pk])
+        url = reverse("admin:threads_compaction_originals", args=[quote(obj.pk)])
         return format_html('<a href="{}">{} archived messages</a>', url, obj.messages_summarized)
 
     def get_urls(self):
@@ -67,7 +68,7 @@ class CompactionAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         ]
 
     def originals_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
-        found = get_object_or_404(Compaction, pk=object_id)
+        found = get_object_or_404(Compaction, pk=unquote(object_id))
         if not self.has_view_permission(request, found):
             raise PermissionDenied
         context = {

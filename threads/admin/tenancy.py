@@ -5,6 +5,7 @@ the operator changed."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -46,7 +47,7 @@ class ShowsSecretOnceMixin:
             "title": "API key created",
             "created_message": f"Created {self.model._meta.verbose_name} {obj}.",
             "secret": secret,
-            "api_key_url": reverse("admin:threads_apikey_change", args=[api_key.pk]),
+            "api_key_url": reverse("admin:threads_apikey_change", args=[quote(api_key.pk)]),
         }
         # admin_view() marks every admin response no-store, this one included.
         return TemplateResponse(request, self.secret_template, context)

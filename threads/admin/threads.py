@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
@@ -135,7 +136,9 @@ class ThreadAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, admin.ModelAdmi
     show_full_result_count = False
 
     def change_links(self, obj: Thread) -> list[tuple[str, str]]:
-        return [(reverse("admin:threads_thread_conversation", args=[obj.pk]), "Conversation")]
+        return [
+            (reverse("admin:threads_thread_conversation", args=[quote(obj.pk)]), "Conversation")
+        ]
 
     def has_add_permission(self, request) -> bool:
         return False  # threads are created through the API (POST /api/v1/threads/)
@@ -158,7 +161,7 @@ class ThreadAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, admin.ModelAdmi
     @admin.display(description="Related")
     def related(self, thread: Thread) -> str:
         events_url = changelist_url(Event, tenant__id__exact=thread.tenant_id, thread_id=thread.pk)
-        conversation = reverse("admin:threads_thread_conversation", args=[thread.pk])
+        conversation = reverse("admin:threads_thread_conversation", args=[quote(thread.pk)])
         if thread.tier == Tier.COLD:
             # A cold thread has no message rows (they are in its snapshot): the message list
             # would say 0, so point at the conversation view, which reads the snapshot.
@@ -180,7 +183,7 @@ class ThreadAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, admin.ModelAdmi
 
     @admin.display(description="Conversation")
     def conversation_link(self, thread: Thread) -> str:
-        url = reverse("admin:threads_thread_conversation", args=[thread.pk])
+        url = reverse("admin:threads_thread_conversation", args=[quote(thread.pk)])
         return format_html('<a href="{}">view</a>', url)
 
     def get_urls(self):
@@ -194,7 +197,9 @@ class ThreadAdmin(ChangePageActionsMixin, PrefixedIdSearchMixin, admin.ModelAdmi
         """The thread's messages as a timeline (threads/admin/timeline.py), its state slice
         and its queued steering messages. A cold thread is read from its snapshot and stays
         cold."""
-        thread = get_object_or_404(Thread.objects.select_related("project", "tenant"), pk=object_id)
+        thread = get_object_or_404(
+            Thread.objects.select_related("project", "tenant"), pk=unquote(object_id)
+        )
         if not self.has_view_permission(request, thread):
             raise PermissionDenied
         page = timeline_page(thread=thread, window=Window.from_query(request.GET))

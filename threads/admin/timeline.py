@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from common.errors import DomainError
@@ -175,8 +176,10 @@ def _message(row: Row) -> dict[str, Any]:
         compaction = {
             "id": compaction_id,
             "summarized": metadata.get("messages_summarized"),
-            "url": reverse("admin:threads_compaction_change", args=[compaction_id]),
-            "originals_url": reverse("admin:threads_compaction_originals", args=[compaction_id]),
+            "url": reverse("admin:threads_compaction_change", args=[quote(compaction_id)]),
+            "originals_url": reverse(
+                "admin:threads_compaction_originals", args=[quote(compaction_id)]
+            ),
         }
     return {
         "id": row.message_id,

@@ -4,6 +4,7 @@ services) and huge, so lists are reached per thread or by id and never counted i
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -31,7 +32,7 @@ class MessageAdmin(PrefixedIdSearchMixin, ReadOnlyAdmin):
         if thread_id.startswith("thd_"):
             cold = Thread.objects.filter(pk=thread_id, tier=Tier.COLD).values("message_count")
             for row in cold[:1]:
-                url = reverse("admin:threads_thread_conversation", args=[thread_id])
+                url = reverse("admin:threads_thread_conversation", args=[quote(thread_id)])
                 self.message_user(
                     request,
                     format_html(
