@@ -69,8 +69,8 @@ def test_the_backstop_requeues_an_expired_run_and_leaves_a_live_one(api, project
     expired, alive = (
         services.thread_create(tenant=api.tenant, project_id=project.id) for _ in "ab"
     )
-    for thread in (expired, alive):
-        append(thread, say(12))
+    for thread in (expired, alive):  # enough older messages that a summary is smaller
+        append(thread, say(40))
     dead, live = compaction_request(thread=expired), compaction_request(thread=alive)
     running(dead, lease_in=-1)
     running(live, lease_in=30)
