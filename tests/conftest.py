@@ -11,6 +11,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from common.breaker import redis_breaker
 from tests.factories import ProjectFactory
 from tests.s3 import MotoServer
 from threads import services, tenancy
@@ -50,6 +51,7 @@ def make_caller(name: str) -> Caller:
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    redis_breaker.reset()  # a Redis a previous test broke is not skipped in this one
     cache.clear()
     yield
 

@@ -131,6 +131,9 @@ MAX_BATCH_MESSAGES = 1000
 MAX_PAGE_SIZE = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)
+# The throttle's per-host counters: without Redis, and while Redis is unavailable
+# (common/api/throttling.py). Every web process of a host must see the same directory.
+THROTTLE_DIR = env_str("THROTTLE_DIR", str(VAR_DIR / "throttle"))
 # How long a process trusts an API key it has looked up (0: look it up on every request).
 # A revoked key keeps working in other processes for at most this long.
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0)
