@@ -6,6 +6,7 @@ Tests run against this machine's PostgreSQL and Redis (config/settings/test.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -132,3 +133,16 @@ def assert_error(response, status: int, code: str) -> dict:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert isinstance(body["error"]["details"], dict)
     return body["error"]["details"]
+
+
+_SLOW_DIRS = {Path(__file__).resolve().parent / "faults"}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/faults (real faults, minutes) runs only when asked for by path (`make
+    test-faults`), never as part of the default `make test`."""
+    path = Path(collection_path).resolve()
+    if path not in _SLOW_DIRS:
+        return None
+    asked = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return not any(a == path or path in a.parents for a in asked)

@@ -7,8 +7,8 @@ class ThreadsConfig(AppConfig):
 
     def ready(self) -> None:
         from common.health import READINESS_PROBES
-        from threads.storage import hotcache, tiers
+        from threads.storage import cold, hotcache
 
         # Both optional for serving hot threads: "degraded" (200) when they fail.
         READINESS_PROBES["redis"] = hotcache.probe
-        READINESS_PROBES["cold_storage"] = tiers.probe_cold_storage
+        READINESS_PROBES["cold_storage"] = cold.probe

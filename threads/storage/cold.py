@@ -7,16 +7,32 @@ inside a database transaction (see DESIGN.md invariant 4) — call it before or 
 Every failure of the store surfaces as ColdStorageUnavailable (503
 cold_storage_unavailable), except a missing object, which is ColdObjectMissing so callers
 can decide what absence means.
+
+Fail fast: the S3 client's timeouts and attempts come from AWS_S3_CONNECT_TIMEOUT,
+AWS_S3_READ_TIMEOUT and AWS_S3_MAX_ATTEMPTS (total attempts, botocore's standard retry
+mode), so one call against a hung store gives up within about
+attempts × read timeout + 1 s of backoff (5 s with the defaults).
+
+Bulkhead: at most COLD_STORAGE_CONCURRENCY calls to the store run at once on a host, across
+all its processes (one flock'd slot file each under COLD_SLOTS_DIR). A call that finds every
+slot taken fails at once with ColdStorageBusy (503 cold_storage_busy) instead of queueing:
+slow cold-storage work can never occupy every web thread, so hot threads keep being served.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from storages.backends.s3 import S3Storage
@@ -32,6 +48,11 @@ GZIP_CONTENT_TYPE = "application/gzip"
 class ColdStorageUnavailable(DependencyUnavailable):
     code = "cold_storage_unavailable"
     message = "Cold storage is unavailable; nothing was lost, retry later."
+
+
+class ColdStorageBusy(ColdStorageUnavailable):
+    code = "cold_storage_busy"
+    message = "Cold storage is busy (every slot is taken by slow calls); retry shortly."
 
 
 class ColdObjectMissing(Exception):
@@ -51,6 +72,35 @@ class ColdS3Storage(S3Storage):
 
 def storage():
     return storages["cold"]
+
+
+@contextlib.contextmanager
+def slot(key: str) -> Iterator[None]:
+    """Hold one of the host's COLD_STORAGE_CONCURRENCY slots for a call to the store, or
+    raise ColdStorageBusy at once when every slot is taken. A slot is an exclusive
+    non-blocking flock on a file: the kernel frees it when its holder's descriptor closes,
+    so a killed process never leaks one."""
+    limit = settings.COLD_STORAGE_CONCURRENCY
+    if not limit:
+        yield
+        return
+    directory = Path(settings.COLD_SLOTS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = os.getpid() % limit  # processes start their search at different slots
+    for index in range(limit):
+        fd = os.open(directory / f"slot-{(start + index) % limit}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield
+        finally:
+            os.close(fd)
+        return
+    logger.warning("cold storage busy: all %d slots taken; refusing %s", limit, key)
+    raise ColdStorageBusy(key=key, slots=limit)
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -75,11 +125,14 @@ def put(key: str, body: bytes) -> None:
     and several times slower for the snapshot-sized bodies written here."""
     store = storage()
     try:
-        if isinstance(store, S3Storage):
-            client, target = _s3_target(store, key)
-            client.put_object(Body=body, **target, **_write_parameters(store, key))
-        else:
-            store.save(key, ContentFile(body))
+        with slot(key):
+            if isinstance(store, S3Storage):
+                client, target = _s3_target(store, key)
+                client.put_object(Body=body, **target, **_write_parameters(store, key))
+            else:
+                store.save(key, ContentFile(body))
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         logger.warning("cold storage write of %s failed: %s", key, exc)
         raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
@@ -113,11 +166,14 @@ def get(key: str) -> bytes:
     On S3 this is one GetObject (django-storages' open() adds two HEAD requests first)."""
     store = storage()
     try:
-        if isinstance(store, S3Storage):
-            client, target = _s3_target(store, key)
-            return client.get_object(**target)["Body"].read()
-        with store.open(key, "rb") as handle:
-            return handle.read()
+        with slot(key):
+            if isinstance(store, S3Storage):
+                client, target = _s3_target(store, key)
+                return client.get_object(**target)["Body"].read()
+            with store.open(key, "rb") as handle:
+                return handle.read()
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         if _is_missing(exc):
             raise ColdObjectMissing(key) from exc
@@ -128,7 +184,10 @@ def get(key: str) -> bytes:
 def delete(key: str) -> None:
     """Delete the object at `key` (no error if it is already gone)."""
     try:
-        storage().delete(key)
+        with slot(key):
+            storage().delete(key)
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         if _is_missing(exc):
             return
@@ -152,10 +211,18 @@ def gunzip_json(body: bytes) -> Any:
 
 
 def probe() -> tuple[str, str]:
-    """Readiness: can we list the store? ("ok" | raises)."""
+    """Readiness: can we reach the store? "ok", or "degraded" when it does not answer — hot
+    threads are still served; flushes and hydrates answer 503 until it is back. The detail
+    names the bucket and the error's class, never the endpoint's host or the error text."""
     store = storage()
-    if isinstance(store, S3Storage):
-        store.bucket.meta.client.head_bucket(Bucket=store.bucket_name)
-        return "ok", f"s3://{store.bucket_name}"
-    store.listdir("")
-    return "ok", "filesystem"
+    try:
+        if isinstance(store, S3Storage):
+            where = f"s3://{store.bucket_name}"
+            store.bucket.meta.client.head_bucket(Bucket=store.bucket_name)
+        else:
+            where = "filesystem"
+            store.listdir("")
+    except Exception as exc:
+        logger.warning("cold storage probe failed: %s", exc)
+        return "degraded", f"{where}: {type(exc).__name__}"
+    return "ok", where
