@@ -43,10 +43,10 @@ def probe_broker() -> tuple[str, str]:
     connection_ = app.connection_for_write()
     try:
         connection_.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
-        return "ok", connection_.as_uri()
+        return "ok", connection_.transport_cls
     except Exception as exc:  # kombu raises OperationalError and friends
         logger.warning("broker unreachable: %s", exc)
-        return "degraded", f"{connection_.as_uri()}: {type(exc).__name__}"  # no password
+        return "degraded", f"{connection_.transport_cls}: {type(exc).__name__}"  # no host
     finally:
         connection_.release()
 

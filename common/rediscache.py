@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -22,12 +21,6 @@ def enabled() -> bool:
 def location() -> str:
     value = settings.CACHES["default"].get("LOCATION", "")
     return value if isinstance(value, str) else ",".join(value)
-
-
-def where() -> str:
-    """host:port/db of the Redis, never its password."""
-    parts = urlsplit(location())
-    return f"{parts.hostname}:{parts.port}{parts.path}"
 
 
 def available() -> bool:

@@ -222,6 +222,8 @@ def probe() -> tuple[str, str]:
         else:
             where = "filesystem"
             store.listdir("")
+    except FileNotFoundError:
+        return "ok", "filesystem (nothing stored yet)"  # created by the first write
     except Exception as exc:
         logger.warning("cold storage probe failed: %s", exc)
         return "degraded", f"{where}: {type(exc).__name__}"

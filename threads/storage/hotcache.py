@@ -221,15 +221,14 @@ def state_get(*, thread) -> tuple[bool, Any]:
 def probe() -> tuple[str, str]:
     """Readiness: "ok" when Redis answers, "degraded" when it does not or its breaker is open
     (requests are then served from the database), "ok" with "off" when no Redis is
-    configured. The detail names host:port/db and the error's class, never a password."""
+    configured. /readyz is unauthenticated: the detail names no host, port or password."""
     if not enabled():
         return "ok", "off (REDIS_URL unset)"
-    where = rediscache.where()
     if not available():
-        return "degraded", f"{where}: unavailable (breaker open)"
+        return "degraded", "unavailable (breaker open)"
     if not rediscache.run("ping", lambda client: client.ping(), default=False):
-        return "degraded", f"{where}: unavailable"
-    return "ok", where
+        return "degraded", "unavailable"
+    return "ok", "redis"
 
 
 # --- Writes ----------------------------------------------------------------------------
