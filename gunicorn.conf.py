@@ -17,6 +17,14 @@ Not covered: a client that trickles its *headers* holds one thread until it stop
 (gunicorn reads headers with blocking reads); put a buffering proxy in front if untrusted
 clients can reach the port directly.
 
+Why gthread and not the others: sync workers hold their one thread per slow or idle
+connection (4 held connections stalled /healthz for ~30 s) and close after every response;
+gevent would multiplex slow clients too, but needs monkey-patching and a greenlet-safe
+database layer, and each greenlet would keep its own persistent PostgreSQL connection; an
+ASGI worker (gasgi/uvicorn) would read bodies asynchronously, but Django runs the API's sync
+views on a single thread per process under ASGI. gunicorn's maintainers advise a buffering
+proxy against slow clients; gthread with the body deadline below holds without one.
+
 Every value can be set from the environment (README, "Configuration").
 """
 

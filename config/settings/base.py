@@ -248,8 +248,11 @@ AWS_S3_READ_TIMEOUT = env_float("AWS_S3_READ_TIMEOUT", 2.0, minimum=0.1)
 AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 2, minimum=1)
 # The bulkhead (threads/storage/cold.py): calls to the store running at once on one host,
 # across all its processes; one more answers 503 cold_storage_busy at once (0 = no limit).
-COLD_STORAGE_CONCURRENCY = env_int("COLD_STORAGE_CONCURRENCY", 4, minimum=0)
+COLD_STORAGE_CONCURRENCY = env_int("COLD_STORAGE_CONCURRENCY", 8, minimum=0)
 COLD_SLOTS_DIR = env_str("COLD_SLOTS_DIR", str(VAR_DIR / "cold-slots"))
+# How long a call waits for a free slot before answering busy (a burst of healthy calls
+# frees slots quickly; a hung store does not, and its calls give up after their budget).
+COLD_STORAGE_SLOT_WAIT_SECONDS = env_float("COLD_STORAGE_SLOT_WAIT_SECONDS", 2.0, minimum=0)
 
 
 def boto_config():

@@ -45,16 +45,16 @@ def timed(call) -> tuple[float, int, dict]:
 
 
 def test_hung_s3_fails_fast_and_cannot_starve_hot_reads(served, s3_proxy):
-    # given: a hot thread, and eight threads flushed to S3 while it answered
+    # given: a hot thread, and twelve threads flushed to S3 while it answered
     status, project = served.post("/api/v1/projects/", {"name": "p"}, key=served.key)
     assert status == 201
     hot = make_thread(served, project["id"], "hot")
     to_flush = make_thread(served, project["id"], "to-flush")
-    cold = [make_thread(served, project["id"], f"cold{n}") for n in range(8)]
+    cold = [make_thread(served, project["id"], f"cold{n}") for n in range(12)]
     for thread_id in cold:
         status, body = served.post(f"/api/v1/threads/{thread_id}/flush", None, key=served.key)
         assert status == 200 and body["tier"] == "cold", body
-    # when: S3 hangs, and eight cold reads plus a flush run at once
+    # when: S3 hangs, and twelve cold reads plus a flush run at once
     s3_proxy.stall()
     results: list[tuple[float, int, dict]] = []
 
@@ -78,11 +78,12 @@ def test_hung_s3_fails_fast_and_cannot_starve_hot_reads(served, s3_proxy):
         worker.join()
     # then: every cold call answered 503 within the budget, some refused at once as busy
     codes = [body["error"]["code"] for _, status, body in results if status == 503]
-    assert len(codes) == 9, results
+    assert len(codes) == 13, results
     assert set(codes) <= {"cold_storage_unavailable", "cold_storage_busy"}, codes
     assert max(elapsed for elapsed, _, _ in results) < BUDGET + SLACK, results
     busy = [e for e, _, body in results if body["error"]["code"] == "cold_storage_busy"]
-    assert busy and max(busy) < 1.5, results  # 9 calls, 4 slots: the rest refused at once
+    # 13 calls, 8 slots: the rest refused after the 2 s slot wait, not the store's budget
+    assert busy and max(busy) < 2.0 + SLACK, results
     # and the hot thread answered all along, promptly
     assert hot_reads and {status for _, status, _ in hot_reads} == {200}
     assert max(elapsed for elapsed, _, _ in hot_reads) < 2.0, sorted(e for e, _, _ in hot_reads)

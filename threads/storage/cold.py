@@ -15,8 +15,9 @@ attempts × read timeout + 1 s of backoff (5 s with the defaults).
 
 Bulkhead: at most COLD_STORAGE_CONCURRENCY calls to the store run at once on a host, across
 all its processes (one flock'd slot file each under COLD_SLOTS_DIR). A call that finds every
-slot taken fails at once with ColdStorageBusy (503 cold_storage_busy) instead of queueing:
-slow cold-storage work can never occupy every web thread, so hot threads keep being served.
+slot taken waits at most COLD_STORAGE_SLOT_WAIT_SECONDS (2 s) for one, then fails with
+ColdStorageBusy (503 cold_storage_busy) instead of queueing: slow cold-storage work can never
+occupy every web thread, so hot threads keep being served.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import gzip
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,10 +78,11 @@ def storage():
 
 @contextlib.contextmanager
 def slot(key: str) -> Iterator[None]:
-    """Hold one of the host's COLD_STORAGE_CONCURRENCY slots for a call to the store, or
-    raise ColdStorageBusy at once when every slot is taken. A slot is an exclusive
-    non-blocking flock on a file: the kernel frees it when its holder's descriptor closes,
-    so a killed process never leaks one."""
+    """Hold one of the host's COLD_STORAGE_CONCURRENCY slots for a call to the store. When
+    every slot is taken, wait up to COLD_STORAGE_SLOT_WAIT_SECONDS for one (a burst of
+    healthy calls takes milliseconds each), then raise ColdStorageBusy. A slot is an
+    exclusive flock on a file: the kernel frees it when its holder's descriptor closes, so
+    a killed process never leaks one."""
     limit = settings.COLD_STORAGE_CONCURRENCY
     if not limit:
         yield
@@ -87,20 +90,34 @@ def slot(key: str) -> Iterator[None]:
     directory = Path(settings.COLD_SLOTS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     start = os.getpid() % limit  # processes start their search at different slots
-    for index in range(limit):
-        fd = os.open(directory / f"slot-{(start + index) % limit}", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            yield
-        finally:
-            os.close(fd)
-        return
-    logger.warning("cold storage busy: all %d slots taken; refusing %s", limit, key)
-    raise ColdStorageBusy(key=key, slots=limit)
+    fds = [
+        os.open(directory / f"slot-{(start + n) % limit}", os.O_RDWR | os.O_CREAT, 0o600)
+        for n in range(limit)
+    ]
+    held = None
+    try:
+        deadline = time.monotonic() + settings.COLD_STORAGE_SLOT_WAIT_SECONDS
+        while held is None:
+            for fd in fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                held = fd
+                break
+            else:
+                if time.monotonic() >= deadline:
+                    logger.warning("cold storage busy: all %d slots taken; refusing %s", limit, key)
+                    raise ColdStorageBusy(key=key, slots=limit)
+                time.sleep(0.01)
+        for fd in fds:
+            if fd != held:
+                os.close(fd)
+        fds = [held]
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # also releases the slot
 
 
 def _is_missing(exc: Exception) -> bool:
