@@ -7,15 +7,14 @@ sent anything yet cost nothing; a thread serves one request at a time. Slow clie
 bounded at every step:
 - no request bytes within 5 s of a connection being picked up → it goes back to the main loop
   (gunicorn's own rule), and an idle keep-alive connection is closed after `keepalive` s;
+- headers not complete REQUEST_HEADER_TIMEOUT_SECONDS (10 s) after that → the connection is
+  closed (config/gunicorn_worker.py);
 - a body that has not fully arrived REQUEST_BODY_TIMEOUT_SECONDS (10 s) after its headers →
   408 `request_timeout`, connection closed (config/slowbody.py);
 - `threads` per worker is well above what the CPUs can serve at once, so a few dozen such
   connections held at the same time leave threads for everyone else;
 - cold-storage calls are capped per host (COLD_STORAGE_CONCURRENCY), so a hung S3 ties up at
   most that many threads, each for at most its fail-fast budget.
-Not covered: a client that trickles its *headers* holds one thread until it stops sending
-(gunicorn reads headers with blocking reads); put a buffering proxy in front if untrusted
-clients can reach the port directly.
 
 Why gthread and not the others: sync workers hold their one thread per slow or idle
 connection (4 held connections stalled /healthz for ~30 s) and close after every response;
@@ -32,7 +31,8 @@ import os
 
 bind = [os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gunicorn's gthread worker plus a deadline for headers (config/gunicorn_worker.py).
+worker_class = "config.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 # gthread: connections a worker keeps at once (held, idle or being served).
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))

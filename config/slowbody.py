@@ -72,6 +72,16 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
+def watch_headers(sock: socket.socket, deadline: float) -> None:
+    """Shut `sock`'s reading side at `deadline` unless the request's headers were read by
+    then (config/gunicorn_worker.py)."""
+    _watchdog.watch(id(sock), deadline, sock)
+
+
+def header_deadline_done(sock: socket.socket) -> None:
+    _watchdog.unwatch(id(sock))
+
+
 class BodyDeadline:
     def __init__(self, app, seconds: float, max_bytes: int) -> None:
         self.app = app
@@ -80,6 +90,8 @@ class BodyDeadline:
 
     def __call__(self, environ, start_response):
         sock = environ.get("gunicorn.socket")
+        if sock is not None:
+            header_deadline_done(sock)  # the headers are in: the body's deadline applies now
         length = environ.get("CONTENT_LENGTH") or ""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if sock is None or not self.seconds or (not chunked and length in ("", "0")):

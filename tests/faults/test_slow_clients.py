@@ -12,6 +12,7 @@ import pytest
 from tests.faults.harness import Served, new_tenant, project_env
 
 BODY_TIMEOUT = 3
+HEADER_TIMEOUT = 2
 
 
 @pytest.fixture
@@ -20,6 +21,7 @@ def served(database_url, tmp_path):
         DATABASE_URL=database_url,
         REDIS_URL="",
         REQUEST_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+        REQUEST_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         THROTTLE_DIR=str(tmp_path / "throttle"),
     )
     server = Served(env)
@@ -81,3 +83,37 @@ def test_held_bodies_do_not_stall_the_api_and_are_cut_off(served):
     # nothing of the held requests was stored
     status, page = served.get(path, key=served.key)
     assert [m["id"] for m in page["results"]] == [f"m{n}" for n in range(10)]
+
+
+def test_trickled_headers_do_not_stall_the_api_and_are_cut_off(served):
+    # given: 16 connections that send part of their headers, then one more line a second
+    held = []
+    for _ in range(16):
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        held.append(sock)
+    started = time.monotonic()
+    cut: set[int] = set()
+    answers = []
+    try:
+        while len(cut) < len(held) and time.monotonic() - started < 30:
+            for n, sock in enumerate(held):
+                if n in cut:
+                    continue
+                try:
+                    sock.sendall(b"X-Trickle: 1\r\n")
+                except OSError:
+                    cut.add(n)  # the server closed it
+            # then: the API answers meanwhile
+            answers.append(served.get("/healthz", timeout=5)[0])
+            answers.append(served.get("/api/v1/projects/", key=served.key, timeout=5)[0])
+            time.sleep(1)
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in held:
+            sock.close()
+    assert set(answers) == {200}, answers
+    # and each trickling connection was closed by the header deadline (after gunicorn's 5 s
+    # wait for a new connection's first bytes at most, plus the watchdog's tick)
+    assert len(cut) == len(held)
+    assert elapsed < 5 + HEADER_TIMEOUT + 5
