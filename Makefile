@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-scale test-browser lint check bench clean
+.PHONY: install run test test-faults test-scale test-browser lint check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -19,6 +19,12 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Real faults (a stalled S3 proxy, a SIGSTOPped private Redis, a private PostgreSQL cluster
+# stopped and restarted, slow clients) against gunicorn served with gunicorn.conf.py; about
+# 5 minutes. Not part of `make test`.
+test-faults: install
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 # Playwright driving Debian's Chromium (/usr/bin/chromium) against a live server on
 # PostgreSQL; screenshots go to var/screenshots/. Not part of `make test`.

@@ -82,15 +82,19 @@ def gunicorn(
     ready_path: str = "/healthz",
     ready_timeout: float = 30.0,
 ) -> Iterator[str]:
-    """Start gunicorn on a free loopback port, wait for `ready_path`, yield the base URL
+    """Start gunicorn with the repository's gunicorn.conf.py (as `make run` and production
+    serve) on a free loopback port, wait for `ready_path`, yield the base URL
     (http://127.0.0.1:<port>), and always stop it: SIGTERM, then SIGKILL of its process
-    group after 10 s. Its output goes to a temporary log, shown if it fails to start."""
+    group after 10 s. `extra_args` override the configuration (see worker_args()). Its
+    output goes to a temporary log, shown if it fails to start."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(  # closed in the finally below
         prefix="bench-gunicorn-", suffix=".log", delete=False
     )
     cmd = [
         venv_tool("gunicorn"),
+        "-c",
+        str(REPO / "gunicorn.conf.py"),
         app,
         "-w",
         str(workers),
@@ -115,6 +119,16 @@ def gunicorn(
 
 
 _SERVER_PIDS: dict[str, int] = {}
+
+
+def worker_args(threads: int) -> list[str]:
+    """gunicorn arguments for `--threads N` of a bench: 0 = as gunicorn.conf.py serves
+    (gthread), 1 = sync workers (the previous served configuration), N > 1 = gthread × N."""
+    if threads == 0:
+        return []
+    if threads == 1:
+        return ["--worker-class", "sync", "--threads", "1"]
+    return ["--threads", str(threads)]
 
 
 def _drop_log(log, name: str) -> None:

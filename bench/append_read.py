@@ -51,6 +51,7 @@ from _common import (
     step,
     table,
     wait_hot_cache,
+    worker_args,
     write_json,
 )
 from _floor import INSERT, SELECT, fair_append, token_estimate
@@ -87,8 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--threads",
         type=int,
-        default=1,
-        help="threads per gunicorn worker (default 1: sync workers; >1: gthread with keep-alive)",
+        default=0,
+        help="threads per gunicorn worker (default 0: as gunicorn.conf.py serves, gthread; "
+        "1: sync workers; >1: gthread with that many threads)",
     )
     add_common_args(parser, db_name="threadline_bench", redis_help="REDIS_URL for the server")
     add(
@@ -323,9 +325,11 @@ def report(args, info: dict[str, Any], rounds: dict[str, list[Run]], get: dict) 
     get_met = get_p50 <= GET_P50_TARGET_MS
 
     print()
+    served = {0: "gthread workers as gunicorn.conf.py", 1: "sync workers"}.get(
+        args.threads, f"gthread workers × {args.threads} threads"
+    )
     print(
-        f"Threadline append/read benchmark — gunicorn {args.workers} "
-        f"{'sync workers' if args.threads == 1 else f'gthread workers × {args.threads} threads'}, "
+        f"Threadline append/read benchmark — gunicorn {args.workers} {served}, "
         f"PostgreSQL {info['postgres']}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"load average {info['load']:.2f} at start"
     )
@@ -465,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     key = tenant["api_key"]
 
     step(f"starting gunicorn ({args.workers} workers) and a Celery worker")
-    threads = ["--threads", str(args.threads)] if args.threads > 1 else []
+    threads = worker_args(args.threads)
     with (
         celery_worker(env),
         gunicorn(env=env, workers=args.workers, extra_args=threads) as base,

@@ -70,6 +70,7 @@ from _common import (
     step,
     table,
     wait_hot_cache,
+    worker_args,
     write_json,
 )
 from _floor import SELECT, fair_append
@@ -122,7 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--content-bytes", type=int, default=200, help="message text length (default 200)")
     add("--warmup", type=int, default=50, help="appends per system in the untimed warm-up (50)")
     add("--workers", type=int, default=2, help="gunicorn workers per Threadline server (2)")
-    add("--threads", type=int, default=1, help="threads per gunicorn worker (default 1: sync)")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker (1: sync, the default here; 0: as gunicorn.conf.py)",
+    )
     add(
         "--rate-limit",
         type=int,
@@ -1004,7 +1010,7 @@ def setup_threadline(stack, args, texts, ctx, bytes_, unavailable) -> Threadline
     tenant = json.loads(
         manage("create_tenant", "peers", "--json", env=env).strip().splitlines()[-1]
     )
-    extra = ["--threads", str(args.threads)] if args.threads > 1 else []
+    extra = worker_args(args.threads)
     step(
         f"starting two gunicorn servers ({args.workers} workers each), with and without "
         "Redis, and a Celery worker"

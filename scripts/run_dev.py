@@ -25,13 +25,15 @@ def manage(*args: str) -> None:
 
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    os.environ["PORT"] = PORT  # gunicorn.conf.py binds 127.0.0.1:$PORT
     manage("migrate", "--no-input", "-v", "0")
     manage("bootstrap_demo")
     print(f"\nThreadline on http://127.0.0.1:{PORT}/ (API: /api/v1/, docs: /api/docs/,")
     print("console: /admin/ (manage.py createsuperuser), metrics: /metrics with METRICS_TOKEN)")
     print("Ctrl-C stops the web server, the worker and beat.\n", flush=True)
     commands = {
-        "web": [PY, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"],
+        # Served as in production: gunicorn with the repository's gunicorn.conf.py.
+        "web": [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "config.wsgi"],
         "worker": [PY, "-m", "celery", "-A", "config", "worker", "-l", "info", "-c", "2"],
         "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "info"],
     }

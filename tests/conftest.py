@@ -12,6 +12,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from common.breaker import redis_breaker
 from tests.factories import ProjectFactory
 from tests.s3 import MotoServer
 from threads import services, tenancy
@@ -49,20 +50,9 @@ def make_caller(name: str) -> Caller:
     return Caller(tenant=tenant, secret=secret, client=client)
 
 
-SCALE = Path(__file__).resolve().parent / "scale"
-
-
-def pytest_ignore_collect(collection_path, config):
-    """tests/scale/ (a Redis Cluster, PgBouncer, many workers, SIGKILLs: minutes) runs only
-    when named (`make test-scale` = `pytest tests/scale`), never in the default run."""
-    if collection_path != SCALE:
-        return None
-    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
-    return True if not any(SCALE in (p, *p.parents) for p in named) else None
-
-
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    redis_breaker.reset()  # a Redis a previous test broke is not skipped in this one
     cache.clear()
     yield
 
@@ -143,3 +133,18 @@ def assert_error(response, status: int, code: str) -> dict:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert isinstance(body["error"]["details"], dict)
     return body["error"]["details"]
+
+
+# Slow directories (minutes each) that run only when named: tests/faults (`make test-faults`)
+# and tests/scale (`make test-scale`: a Redis Cluster, PgBouncer, many workers, SIGKILLs).
+_SLOW_DIRS = {Path(__file__).resolve().parent / name for name in ("faults", "scale")}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The slow directories run only when asked for by path, never as part of the default
+    `make test`."""
+    path = Path(collection_path).resolve()
+    if path not in _SLOW_DIRS:
+        return None
+    asked = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return not any(a == path or path in a.parents for a in asked)

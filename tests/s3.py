@@ -83,7 +83,7 @@ class MotoServer:
                 "client_config": Config(
                     connect_timeout=1,
                     read_timeout=5,
-                    retries={"max_attempts": 1, "mode": "standard"},
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                 ),
             },
         }

@@ -9,6 +9,7 @@ here. Django-level 404/500 pages under /api/ answer with the same body.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -87,7 +88,14 @@ def api_not_found(request, exception=None):
 
 
 def api_server_error(request):
-    """handler500: never an HTML page for an API client."""
+    """handler500: never a technical page. An error the database raised (it is down or went
+    away mid-request, anywhere: middleware, authentication, the admin) is the documented 503
+    `database_unavailable` with the error body; anything else is 500 `internal_error` as
+    JSON under /api/ and Django's plain page elsewhere."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, OperationalError | InterfaceError):
+        error = DatabaseUnavailable()
+        return JsonResponse(error_body(error.code, error.message), status=error.status)
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("internal_error", "Internal server error."), status=500)
     return server_error(request)

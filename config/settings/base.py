@@ -14,6 +14,7 @@ from config.env import (
     BASE_DIR,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_levels,
     env_list,
@@ -109,6 +110,17 @@ if DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith("pos
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that does not answer a connection fails the request after this long
+    # (503 database_unavailable) instead of holding a web thread.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 3, minimum=1)
+    )
+
+# /readyz answers within this many seconds whatever hangs (common/health.py).
+READYZ_TIMEOUT_SECONDS = env_float("READYZ_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (Redis when REDIS_URL is set) ------------------------------------------------
@@ -157,7 +169,13 @@ MAX_STATE_BYTES = env_int("MAX_STATE_BYTES", 1024 * 1024, minimum=1)
 MAX_BATCH_MESSAGES = 1000
 MAX_PAGE_SIZE = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# A request body must have arrived this long after its headers, or the request is answered
+# 408 request_timeout and its connection closed (config/slowbody.py; under gunicorn).
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 10.0, minimum=0)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)
+# The throttle's per-host counters: without Redis, and while Redis is unavailable
+# (common/api/throttling.py). Every web process of a host must see the same directory.
+THROTTLE_DIR = env_str("THROTTLE_DIR", str(VAR_DIR / "throttle"))
 # How long a process trusts an API key it has looked up (0: look it up on every request).
 # A revoked key keeps working in other processes for at most this long.
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0)
@@ -280,13 +298,30 @@ AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID", "") or None
 AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY", "") or None
 
 
-def _boto_config():
+AWS_S3_CONNECT_TIMEOUT = env_float("AWS_S3_CONNECT_TIMEOUT", 1.0, minimum=0.1)
+AWS_S3_READ_TIMEOUT = env_float("AWS_S3_READ_TIMEOUT", 2.0, minimum=0.1)
+# Total attempts per call, the first included (botocore's `total_max_attempts`; its
+# `max_attempts` would count retries only). A call against a hung store gives up after about
+# attempts × read timeout + up to 1 s of backoff: 5 s with the defaults.
+AWS_S3_MAX_ATTEMPTS = env_int("AWS_S3_MAX_ATTEMPTS", 2, minimum=1)
+# The bulkhead (threads/storage/cold.py): calls to the store running at once on one host,
+# across all its processes; one more answers 503 cold_storage_busy at once (0 = no limit).
+COLD_STORAGE_CONCURRENCY = env_int("COLD_STORAGE_CONCURRENCY", 8, minimum=0)
+COLD_SLOTS_DIR = env_str("COLD_SLOTS_DIR", str(VAR_DIR / "cold-slots"))
+# How long a call waits for a free slot before answering busy (a burst of healthy calls
+# frees slots quickly; a hung store does not, and its calls give up after their budget).
+COLD_STORAGE_SLOT_WAIT_SECONDS = env_float("COLD_STORAGE_SLOT_WAIT_SECONDS", 2.0, minimum=0)
+
+
+def boto_config():
+    """The S3 client's timeouts and retries (fail fast: the caller answers 503 and keeps the
+    hot rows; the sweep retries later)."""
     from botocore.config import Config
 
     return Config(
-        connect_timeout=env_int("AWS_S3_CONNECT_TIMEOUT", 3, minimum=1),
-        read_timeout=env_int("AWS_S3_READ_TIMEOUT", 20, minimum=1),
-        retries={"max_attempts": env_int("AWS_S3_MAX_ATTEMPTS", 3, minimum=1), "mode": "standard"},
+        connect_timeout=AWS_S3_CONNECT_TIMEOUT,
+        read_timeout=AWS_S3_READ_TIMEOUT,
+        retries={"total_max_attempts": AWS_S3_MAX_ATTEMPTS, "mode": "standard"},
     )
 
 
@@ -304,9 +339,7 @@ STORAGES = {
                 "secret_key": AWS_SECRET_ACCESS_KEY,
                 "file_overwrite": True,
                 "default_acl": None,
-                # Fail fast when the store is down: the caller answers 503 and keeps the
-                # hot rows; the sweep retries later.
-                "client_config": _boto_config(),
+                "client_config": boto_config(),
             },
         }
         if COLD_STORAGE == "s3"

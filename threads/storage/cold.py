@@ -7,14 +7,31 @@ inside a database transaction (see DESIGN.md invariant 4) — call it before or 
 Every failure of the store surfaces as ColdStorageUnavailable (503
 cold_storage_unavailable), except a missing object, which is ColdObjectMissing so callers
 can decide what absence means.
+
+Fail fast: the S3 client's timeouts and attempts come from AWS_S3_CONNECT_TIMEOUT,
+AWS_S3_READ_TIMEOUT and AWS_S3_MAX_ATTEMPTS (total attempts, botocore's standard retry
+mode), so one call against a hung store gives up within about
+attempts × read timeout + 1 s of backoff (5 s with the defaults).
+
+Bulkhead: at most COLD_STORAGE_CONCURRENCY calls to the store run at once on a host, across
+all its processes (one flock'd slot file each under COLD_SLOTS_DIR). A call that finds every
+slot taken waits at most COLD_STORAGE_SLOT_WAIT_SECONDS (2 s) for one, then fails with
+ColdStorageBusy (503 cold_storage_busy) instead of queueing: slow cold-storage work can never
+occupy every web thread, so hot threads keep being served.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
 import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -34,6 +51,11 @@ GZIP_CONTENT_TYPE = "application/gzip"
 class ColdStorageUnavailable(DependencyUnavailable):
     code = "cold_storage_unavailable"
     message = "Cold storage is unavailable; nothing was lost, retry later."
+
+
+class ColdStorageBusy(ColdStorageUnavailable):
+    code = "cold_storage_busy"
+    message = "Cold storage is busy (every slot is taken by slow calls); retry shortly."
 
 
 class ColdObjectMissing(Exception):
@@ -59,6 +81,50 @@ def storage():
     return storages["cold"]
 
 
+@contextlib.contextmanager
+def slot(key: str) -> Iterator[None]:
+    """Hold one of the host's COLD_STORAGE_CONCURRENCY slots for a call to the store. When
+    every slot is taken, wait up to COLD_STORAGE_SLOT_WAIT_SECONDS for one (a burst of
+    healthy calls takes milliseconds each), then raise ColdStorageBusy. A slot is an
+    exclusive flock on a file: the kernel frees it when its holder's descriptor closes, so
+    a killed process never leaks one."""
+    limit = settings.COLD_STORAGE_CONCURRENCY
+    if not limit:
+        yield
+        return
+    directory = Path(settings.COLD_SLOTS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = os.getpid() % limit  # processes start their search at different slots
+    fds = [
+        os.open(directory / f"slot-{(start + n) % limit}", os.O_RDWR | os.O_CREAT, 0o600)
+        for n in range(limit)
+    ]
+    held = None
+    try:
+        deadline = time.monotonic() + settings.COLD_STORAGE_SLOT_WAIT_SECONDS
+        while held is None:
+            for fd in fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                held = fd
+                break
+            else:
+                if time.monotonic() >= deadline:
+                    logger.warning("cold storage busy: all %d slots taken; refusing %s", limit, key)
+                    raise ColdStorageBusy(key=key, slots=limit)
+                time.sleep(0.01)
+        for fd in fds:
+            if fd != held:
+                os.close(fd)
+        fds = [held]
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)  # also releases the slot
+
+
 def _is_missing(exc: Exception) -> bool:
     if isinstance(exc, FileNotFoundError):
         return True
@@ -81,11 +147,14 @@ def put(key: str, body: bytes) -> None:
     and several times slower for the snapshot-sized bodies written here."""
     store = storage()
     try:
-        if isinstance(store, S3Storage):
-            client, target = _s3_target(store, key)
-            client.put_object(Body=body, **target, **_write_parameters(store, key))
-        else:
-            store.save(key, ContentFile(body))
+        with slot(key):
+            if isinstance(store, S3Storage):
+                client, target = _s3_target(store, key)
+                client.put_object(Body=body, **target, **_write_parameters(store, key))
+            else:
+                store.save(key, ContentFile(body))
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         logger.warning("cold storage write of %s failed: %s", key, exc)
         raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
@@ -119,11 +188,14 @@ def get(key: str) -> bytes:
     On S3 this is one GetObject (django-storages' open() adds two HEAD requests first)."""
     store = storage()
     try:
-        if isinstance(store, S3Storage):
-            client, target = _s3_target(store, key)
-            return client.get_object(**target)["Body"].read()
-        with store.open(key, "rb") as handle:
-            return handle.read()
+        with slot(key):
+            if isinstance(store, S3Storage):
+                client, target = _s3_target(store, key)
+                return client.get_object(**target)["Body"].read()
+            with store.open(key, "rb") as handle:
+                return handle.read()
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         if _is_missing(exc):
             raise ColdObjectMissing(key) from exc
@@ -145,8 +217,11 @@ def get_tagged(key: str) -> tuple[bytes, str]:
         return body, body_tag(body)
     client, target = _s3_target(store, key)
     try:
-        response = client.get_object(**target)
-        return response["Body"].read(), response["ETag"]
+        with slot(key):
+            response = client.get_object(**target)
+            return response["Body"].read(), response["ETag"]
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         if _is_missing(exc):
             raise ColdObjectMissing(key) from exc
@@ -167,9 +242,12 @@ def put_conditional(key: str, body: bytes, *, if_match: str | None) -> str:
         client, target = _s3_target(store, key)
         condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
         try:
-            response = client.put_object(
-                Body=body, **target, **condition, **_write_parameters(store, key)
-            )
+            with slot(key):
+                response = client.put_object(
+                    Body=body, **target, **condition, **_write_parameters(store, key)
+                )
+        except ColdStorageBusy:
+            raise
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
@@ -204,7 +282,10 @@ def _same_tag(current: str | None, expected: str | None) -> bool:
 def delete(key: str) -> None:
     """Delete the object at `key` (no error if it is already gone)."""
     try:
-        storage().delete(key)
+        with slot(key):
+            storage().delete(key)
+    except ColdStorageBusy:
+        raise
     except Exception as exc:
         if _is_missing(exc):
             return
@@ -228,10 +309,20 @@ def gunzip_json(body: bytes) -> Any:
 
 
 def probe() -> tuple[str, str]:
-    """Readiness: can we list the store? ("ok" | raises)."""
+    """Readiness: can we reach the store? "ok", or "degraded" when it does not answer — hot
+    threads are still served; flushes and hydrates answer 503 until it is back. The detail
+    names the bucket and the error's class, never the endpoint's host or the error text."""
     store = storage()
-    if isinstance(store, S3Storage):
-        store.bucket.meta.client.head_bucket(Bucket=store.bucket_name)
-        return "ok", f"s3://{store.bucket_name}"
-    store.listdir("")
-    return "ok", "filesystem"
+    try:
+        if isinstance(store, S3Storage):
+            where = f"s3://{store.bucket_name}"
+            store.bucket.meta.client.head_bucket(Bucket=store.bucket_name)
+        else:
+            where = "filesystem"
+            store.listdir("")
+    except FileNotFoundError:
+        return "ok", "filesystem (nothing stored yet)"  # created by the first write
+    except Exception as exc:
+        logger.warning("cold storage probe failed: %s", exc)
+        return "degraded", f"{where}: {type(exc).__name__}"
+    return "ok", where

@@ -24,33 +24,29 @@ Trust: PostgreSQL is the system of record; this is a cache that is never trusted
 
 Redis is optional: off unless the default cache is django-redis (REDIS_URL set). Any Redis
 error is logged as a warning and treated as a miss — the request is served from the database,
-never a 500. After an error the location is skipped for BREAKER_SECONDS (a small circuit
-breaker), so a black-holed Redis costs one socket timeout per process every few seconds
-rather than one per request.
+never a 500. After an error the location is skipped for a few seconds (the circuit breaker
+shared with the throttle, common/breaker.py), so a black-holed Redis costs one socket timeout
+per process every few seconds rather than one per request, and one log line per period.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 
+from common import rediscache
 from threads.message_format import message_json
 
 logger = logging.getLogger(__name__)
 
-BREAKER_SECONDS = 5.0
 # Threads longer than this are served page by page from the database instead: a miss would
 # otherwise read (and ship to Redis) the whole history to answer one page.
 DEFAULT_MAX_MESSAGES = 20_000
-
-_down_until: dict[str, float] = {}
 
 Member = tuple[int, str | bytes]  # (seq, the message's API JSON)
 
@@ -130,45 +126,22 @@ return 1
 
 def enabled() -> bool:
     """Whether the hot cache is on: the default cache is django-redis."""
-    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    return backend.startswith("django_redis.")
+    return rediscache.enabled()
 
 
 def available() -> bool:
-    """Enabled and not known to be failing right now (the breaker is closed)."""
-    return enabled() and _down_until.get(_location(), 0.0) <= time.monotonic()
+    """Enabled and not known to be failing right now (the shared Redis breaker is closed)."""
+    return rediscache.available()
 
 
 def max_messages() -> int:
     return int(getattr(settings, "HOT_CACHE_MAX_MESSAGES", DEFAULT_MAX_MESSAGES))
 
 
-def _location() -> str:
-    location = settings.CACHES["default"].get("LOCATION", "")
-    return location if isinstance(location, str) else ",".join(location)
-
-
-def _client():
-    """The raw redis-py client, or None when the cache is off or its breaker is open."""
-    if not available():
-        return None
-    from django_redis import get_redis_connection
-
-    return get_redis_connection("default")
-
-
 def _run(what: str, operation: Callable[[Any], Any], default: Any = None) -> Any:
-    """Run `operation(client)`; on any Redis failure log a warning, open the breaker for
-    this location and return `default` — the caller then uses the database."""
-    client = _client()
-    if client is None:
-        return default
-    try:
-        return operation(client)
-    except Exception as exc:  # redis errors, socket errors, a bad value in a key: all a miss
-        _down_until[_location()] = time.monotonic() + BREAKER_SECONDS
-        logger.warning("redis %s failed; serving from the database: %s", what, exc)
-        return default
+    """Run `operation(client)`; on any Redis failure the shared breaker opens (one warning
+    per period) and `default` comes back — the caller then uses the database."""
+    return rediscache.run(f"hot cache {what}", operation, default)
 
 
 def keys(thread_id: str) -> tuple[str, str, str]:
@@ -246,19 +219,16 @@ def state_get(*, thread) -> tuple[bool, Any]:
 
 
 def probe() -> tuple[str, str]:
-    """Readiness: "ok" when Redis answers, "degraded" when it does not (requests are then
-    served from the database), "ok" with "off" when no Redis is configured."""
+    """Readiness: "ok" when Redis answers, "degraded" when it does not or its breaker is open
+    (requests are then served from the database), "ok" with "off" when no Redis is
+    configured. /readyz is unauthenticated: the detail names no host, port or password."""
     if not enabled():
         return "ok", "off (REDIS_URL unset)"
-    parts = urlsplit(_location())
-    where = f"{parts.hostname}:{parts.port}{parts.path}"  # never the password
-    try:
-        from django_redis import get_redis_connection
-
-        get_redis_connection("default").ping()
-    except Exception as exc:
-        return "degraded", f"{where}: {exc}"[:200]
-    return "ok", where
+    if not available():
+        return "degraded", "unavailable (breaker open)"
+    if not rediscache.run("ping", lambda client: client.ping(), default=False):
+        return "degraded", "unavailable"
+    return "ok", "redis"
 
 
 # --- Writes ----------------------------------------------------------------------------

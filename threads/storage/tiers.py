@@ -430,12 +430,3 @@ def snapshot_discard(*, thread_id: str) -> None:
         cold.delete(snapshot_key(thread_id))
     except cold.ColdStorageUnavailable as exc:
         logger.warning("could not delete the snapshot of deleted thread %s: %s", thread_id, exc)
-
-
-def probe_cold_storage() -> tuple[str, str]:
-    """Readiness: "degraded" when the store does not answer — hot threads are still served;
-    flushes and hydrates answer 503 until it is back."""
-    try:
-        return cold.probe()
-    except Exception as exc:
-        return "degraded", str(exc)[:200]
