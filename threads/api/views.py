@@ -312,7 +312,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             200: OpenApiResponse(
                 AppendResultSerializer, description="Every message was a duplicate."
             ),
-            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
+            **errors(404, body=True, conflicts=["thread_archived", "thread_closed"], hydrates=True),
         },
     )
     @extend_schema(
