@@ -106,6 +106,7 @@ def parse_if_match(header: str | None) -> int | None:
 
 _thread_representation = representer(ThreadSerializer)
 _validate_batch = validator(MessageBatchSerializer)
+_validate_create = validator(ThreadCreateSerializer)
 _APPEND_REF = ("id", "tenant_id", "tier")
 
 
@@ -203,7 +204,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return thread_response(self.get_object())
 
     def create(self, request: Request) -> Response:
-        data = validated(ThreadCreateSerializer, request.data)
+        data = _validate_create(request.data)
         thread = services.thread_create(
             tenant=self.tenant,
             project_id=data["project"],
