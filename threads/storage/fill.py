@@ -7,8 +7,9 @@ at one history_version. Seqs are never reused and rows never edited, so the batc
 catch-up hold every current row; equal counts then mean nothing stale is among them (a
 truncation, replacement, compaction or flush in between makes them differ, and the fill
 starts over). After storing, it catches up with appends that committed while it stored
-(their deltas found no cache to apply to). Threads larger than HOT_CACHE_MAX_BYTES (estimated) or HOT_CACHE_MAX_MESSAGES
-are not cached: their pages are always read from the database.
+(their deltas found no cache to apply to). Threads larger than HOT_CACHE_MAX_BYTES
+(estimated) or HOT_CACHE_MAX_MESSAGES are not cached: their pages are always read from the
+database.
 """
 
 from __future__ import annotations
