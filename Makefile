@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/handoffs.py
 	$(PY) bench/conversation.py
 	$(PY) bench/filters.py
+	$(PY) bench/cache_bounds.py
 	$(PY) bench/peers.py
 
 clean:

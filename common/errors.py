@@ -49,6 +49,11 @@ class ThreadArchived(DomainError):
     message = "The thread is archived and read-only."
 
 
+class ThreadClosed(DomainError):
+    code = "thread_closed"
+    message = "The conversation is closed; re-open it (POST /threads/{id}/open) to append."
+
+
 class ThreadNotEmpty(DomainError):
     code = "thread_not_empty"
     message = "The thread still has sessions attached."

@@ -1,4 +1,4 @@
-"""Prefixed ids: prefix + 12 chars of [0-9a-z], drawn uniformly (secrets.choice)."""
+"""Prefixed ids: prefix + 12 chars of [0-9a-z], drawn uniformly (one secrets.randbelow)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from functools import partial
 
 ALPHABET = string.digits + string.ascii_lowercase
 ID_LENGTH = 12
+_SPACE = len(ALPHABET) ** ID_LENGTH
 PREFIXES = (
     "tnt",
     "prj",
@@ -28,7 +29,13 @@ PREFIXES = (
 def new_id(prefix: str) -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
-    return f"{prefix}_" + "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+    # One draw from the whole id space, written in base 36: as uniform as 12 draws of a
+    # character, at one random read instead of twelve (an append makes one per message).
+    number, chars = secrets.randbelow(_SPACE), []
+    for _ in range(ID_LENGTH):
+        number, digit = divmod(number, len(ALPHABET))
+        chars.append(ALPHABET[digit])
+    return f"{prefix}_" + "".join(chars)
 
 
 def id_factory(prefix: str):

@@ -11,12 +11,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, JSONField, Sum
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
-from common.errors import InvalidInput, NotFound, PayloadTooLarge, ThreadArchived
+from common.errors import InvalidInput, NotFound, PayloadTooLarge, ThreadArchived, ThreadClosed
 from common.ids import new_id
 from threads import events, locks
 from threads.events import thread_event
@@ -24,6 +26,7 @@ from threads.message_format import estimate_tokens
 from threads.models import (
     MESSAGE_COLUMNS,
     CompactedMessageId,
+    Lifecycle,
     Message,
     Thread,
     ThreadStatus,
@@ -67,12 +70,21 @@ class AppendResult:
     last_seq: int = 0
 
 
+def _json_size(raw: dict[str, Any]) -> int:
+    """Bytes of the message as compact UTF-8 JSON (orjson; the standard library for an
+    integer beyond 64 bits, which orjson refuses)."""
+    try:
+        return len(orjson.dumps(raw))
+    except TypeError:
+        return len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 def _prepare(messages: list[dict[str, Any]]) -> list[MessageIn]:
     """Give every message an id and a token estimate, and enforce MAX_MESSAGE_BYTES."""
     limit = settings.MAX_MESSAGE_BYTES
     prepared = []
     for index, raw in enumerate(messages):
-        size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+        size = _json_size(raw)
         if size > limit:
             raise PayloadTooLarge(
                 f"Message {index} is {size} bytes; the limit is {limit}.",
@@ -135,7 +147,7 @@ def _append_sql(vendor: str) -> dict[str, str]:
 # One row of the INSERT: thread, then MESSAGE_COLUMNS (as MessageIn.values gives them).
 _ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * (1 + len(MESSAGE_COLUMNS))) + ")"
 # What an append reads under the lock: not metadata or state, which can be large.
-_APPEND_COLUMNS = ("status", "tier", "last_seq", "history_version")
+_APPEND_COLUMNS = ("status", "lifecycle", "tier", "last_seq", "history_version")
 
 
 def _known_ids(cursor, sql: str, thread_id: str, ids: list[str]) -> dict[str, int]:
@@ -152,13 +164,30 @@ def _message_fields() -> tuple:
     return tuple(Message._meta.get_field(name) for name in MESSAGE_COLUMNS)
 
 
+def _orjson_dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.cache
+def _adapters(vendor: str) -> tuple:
+    """One callable per MESSAGE_COLUMNS value giving its parameter: the model field's own
+    adaptation, except jsonb on PostgreSQL, written by orjson instead of json.dumps."""
+    adapters = []
+    for f in _message_fields():
+        if vendor == "postgresql" and isinstance(f, JSONField):
+            adapters.append(functools.partial(Jsonb, dumps=_orjson_dumps))
+        else:
+            adapters.append(functools.partial(f.get_db_prep_save, connection=connection))
+    return tuple(adapters)
+
+
 def _db_values(thread_id: str, values: tuple) -> list:
-    """One row's parameters, adapted by the model's own fields (JSON, datetimes)."""
-    fields = _message_fields()
-    return [
-        thread_id,
-        *(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)),
-    ]
+    """One row's parameters, adapted as the model's fields would (JSON, datetimes)."""
+    adapters = _adapters(connection.vendor)
+    return [thread_id, *(adapt(v) for adapt, v in zip(adapters, values, strict=True))]
 
 
 @on_hot_thread
@@ -168,7 +197,8 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
     Seqs are assigned under the thread's row lock, so concurrent appends serialize per
     thread and seqs stay contiguous; the duplicate check runs under the same lock, so two
     clients retrying the same id store it once — also an id a compaction summarized away,
-    which answers with the seq it had. A 2xx means the rows are committed.
+    which answers with the seq it had. A 2xx means the rows are committed. An archived
+    thread refuses (ThreadArchived), and so does a closed conversation (ThreadClosed).
 
     `thread` needs only its pk and tenant_id (the lock is tenant-filtered: another
     tenant's thread is a 404 here, as in the API).
@@ -180,11 +210,15 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
         locked = locks.lock_thread_values(thread.pk, _APPEND_COLUMNS, tenant_id=thread.tenant_id)
         if locked is None:
             raise NotFound("Thread not found.")
-        status, tier, last_seq, history_version = locked
+        status, lifecycle, tier, last_seq, history_version = locked
         if tier != Tier.HOT:
             raise WentCold
         if status == ThreadStatus.ARCHIVED:
             raise ThreadArchived(thread=thread.pk)
+        if lifecycle == Lifecycle.CLOSED:
+            # The user closed the conversation: nothing is added until it is re-opened
+            # (POST …/open, or a session's turn start, which makes it active again).
+            raise ThreadClosed(thread=thread.pk)
         with connection.cursor() as cursor:
             client_ids = [m.id for m in prepared if m.client_id]
             known = _known_ids(cursor, sql["known"], thread.pk, client_ids) if client_ids else {}
@@ -201,8 +235,15 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
                 params += _db_values(thread.pk, fresh[-1])
                 result.messages.append({"id": m.id, "seq": seq})
             if fresh:
-                cursor.execute(sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(fresh)), params)
-                cursor.execute(sql["update"], [seq, len(fresh), tokens, now, now, thread.pk])
+                rows = sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(fresh))
+                counters = [seq, len(fresh), tokens, now, now, thread.pk]
+                if connection.vendor == "postgresql":
+                    # One round trip: the INSERT as a data-modifying CTE of the UPDATE (both
+                    # run under the lock taken above, on the same snapshot).
+                    cursor.execute(f"WITH inserted AS ({rows}) {sql['update']}", params + counters)
+                else:
+                    cursor.execute(rows, params)
+                    cursor.execute(sql["update"], counters)
                 hotcache.on_commit_append(
                     thread_id=thread.pk,
                     old_version=history_version,

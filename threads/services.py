@@ -8,6 +8,7 @@ conditional UPDATEs on `version`, and the rest re-check status under the same lo
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -76,17 +77,30 @@ def thread_create(
 def _insert_in_project(thread: Thread, event: Event, *, project_id: str, tenant_id: str) -> bool:
     """Check the project, insert the thread and its event: one statement (one round trip
     instead of five; a create was mostly waiting on them), atomic as every statement is."""
+    thread_fields, event_fields, sql = _create_sql(connection.vendor)
+    values = [project_id, tenant_id, *_prep(thread, thread_fields), *_prep(event, event_fields)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.fetchone() is not None
+
+
+def _prep(obj, fields: tuple) -> list:
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+@functools.cache
+def _create_sql(vendor: str) -> tuple[tuple, tuple, str]:
+    """The inserted fields of a thread and of an event, and the create's statement: built
+    once per process from the models (a thread has some forty columns)."""
     qn = connection.ops.quote_name
 
-    def row(obj) -> tuple[str, str, list]:
-        fields = [f for f in obj._meta.concrete_fields if not f.db_returning]
-        columns = ", ".join(qn(f.column) for f in fields)
-        values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-        return columns, ", ".join(["%s"] * len(fields)), values
+    def inserted(model) -> tuple[tuple, str, str]:
+        fields = tuple(f for f in model._meta.concrete_fields if not f.db_returning)
+        return fields, ", ".join(qn(f.column) for f in fields), ", ".join(["%s"] * len(fields))
 
     project = Project._meta
-    thread_columns, thread_marks, thread_values = row(thread)
-    event_columns, event_marks, event_values = row(event)
+    thread_fields, thread_columns, thread_marks = inserted(Thread)
+    event_fields, event_columns, event_marks = inserted(Event)
     sql = (
         f"WITH project AS (SELECT 1 FROM {qn(project.db_table)} "
         f"WHERE {qn(project.pk.column)} = %s AND {qn(project.get_field('tenant').column)} = %s), "
@@ -95,9 +109,7 @@ def _insert_in_project(thread: Thread, event: Event, *, project_id: str, tenant_
         f"INSERT INTO {qn(Event._meta.db_table)} ({event_columns}) "
         f"SELECT {event_marks} FROM created RETURNING 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [project_id, tenant_id, *thread_values, *event_values])
-        return cursor.fetchone() is not None
+    return thread_fields, event_fields, sql
 
 
 def thread_update(

@@ -90,7 +90,21 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'threadline.sqlite
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=False)
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters bound by PostgreSQL (psycopg's server-side binding) instead of quoted into
+    # the SQL text in Python: less CPU per statement on the hot path, and the precondition
+    # for prepared statements. Unnamed statements work through any pooler.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+            # Prepare a statement once it has run this many times on a connection (parse and
+            # plan once, then only bind: ~30 % of PostgreSQL's CPU per append). Off by default:
+            # named prepared statements break behind PgBouncer in transaction mode unless it
+            # is >= 1.21 with max_prepared_statements > 0. Safe with direct PostgreSQL.
+            "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 0, minimum=0) or None,
+        }
+    )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: web, worker and beat share one file. WAL lets readers run beside
     # the writer; IMMEDIATE transactions take the write lock up front, so two processes never
     # deadlock upgrading a read lock; the timeout waits for the lock instead of failing.
@@ -187,6 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["common.api.throttling.TenantRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["common.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.api.negotiation.JSONFirstNegotiation",
     "DEFAULT_PAGINATION_CLASS": "common.api.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from tests.conftest import assert_error
 from threads.models import Message, Thread
@@ -120,6 +121,41 @@ def test_appending_to_an_unknown_thread_is_404(api):
 
     assert_error(response, 404, "not_found")
     assert not Message.objects.exists()
+
+
+def test_appending_to_a_closed_conversation_is_409_thread_closed(api, thread):
+    # given: a message, then the user closed the conversation
+    append(api, thread, msg("a"))
+    assert api.post(f"/api/v1/threads/{thread.id}/close").status_code == 200
+    thread.refresh_from_db()
+    before = (thread.last_seq, thread.message_count, thread.history_version)
+
+    # when
+    response = append(api, thread, msg("b"))
+
+    # then: refused with the error body, nothing stored or counted
+    assert assert_error(response, 409, "thread_closed") == {"thread": thread.id}
+    assert stored(thread) == [("a", 1)]
+    thread.refresh_from_db()
+    assert (thread.last_seq, thread.message_count, thread.history_version) == before
+    # and a retry of a message it already holds is refused too (the lifecycle decides)
+    assert_error(append(api, thread, msg("a")), 409, "thread_closed")
+
+
+def test_a_reopened_conversation_takes_appends_again(api, thread):
+    api.post(f"/api/v1/threads/{thread.id}/close")
+    assert api.post(f"/api/v1/threads/{thread.id}/open").status_code == 200
+
+    response = append(api, thread, msg("a"))
+
+    assert response.status_code == 201, response.content
+    assert response.json()["messages"] == [{"id": "a", "seq": 1}]
+
+
+def test_another_tenants_closed_thread_is_404_not_409(api, outsider, thread):
+    api.post(f"/api/v1/threads/{thread.id}/close")
+
+    assert_error(append(outsider, thread, msg("a")), 404, "not_found")
 
 
 def test_appends_and_reads_work_with_and_without_a_trailing_slash(api, thread):
@@ -330,3 +366,29 @@ def test_a_thread_counts_match_its_rows_after_mixed_writes(api, thread):
     assert thread.message_count == rows.count() == 8
     assert thread.last_seq == 11
     assert thread.token_estimate == sum(rows.values_list("token_estimate", flat=True))
+
+
+def test_appends_stay_correct_with_prepared_statements(api, thread):
+    # given: the connection prepares every statement from its first run on, as with
+    # DATABASE_PREPARE_THRESHOLD=1 (server-side binding is the default on PostgreSQL)
+    connection.ensure_connection()
+    raw = connection.connection
+    previous, raw.prepare_threshold = raw.prepare_threshold, 0
+    try:
+        # when: appends reuse the prepared lock, id check and INSERT … UPDATE
+        for i in range(4):
+            response = append(api, thread, msg(f"m{i}"), msg(f"m{i}"))
+            assert response.status_code == 201, response.content
+        duplicate = append(api, thread, msg("m0"))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            prepared = cursor.fetchone()[0]
+    finally:
+        raw.prepare_threshold = previous
+
+    # then: statements were prepared, and seqs, counts and duplicates are as without them
+    assert prepared > 0
+    assert duplicate.json()["messages"] == [{"id": "m0", "seq": 1}]
+    assert stored(thread) == [(f"m{i}", i + 1) for i in range(4)]
+    thread.refresh_from_db()
+    assert (thread.last_seq, thread.message_count) == (4, 4)

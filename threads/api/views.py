@@ -106,6 +106,7 @@ def parse_if_match(header: str | None) -> int | None:
 
 _thread_representation = representer(ThreadSerializer)
 _validate_batch = validator(MessageBatchSerializer)
+_validate_create = validator(ThreadCreateSerializer)
 _APPEND_REF = ("id", "tenant_id", "tier")
 
 
@@ -203,7 +204,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return thread_response(self.get_object())
 
     def create(self, request: Request) -> Response:
-        data = validated(ThreadCreateSerializer, request.data)
+        data = _validate_create(request.data)
         thread = services.thread_create(
             tenant=self.tenant,
             project_id=data["project"],
@@ -312,7 +313,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             200: OpenApiResponse(
                 AppendResultSerializer, description="Every message was a duplicate."
             ),
-            **errors(404, body=True, conflicts=["thread_archived"], hydrates=True),
+            **errors(404, body=True, conflicts=["thread_archived", "thread_closed"], hydrates=True),
         },
     )
     @extend_schema(

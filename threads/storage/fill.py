@@ -6,8 +6,10 @@ what was written meanwhile and stores it only if the result is exactly the threa
 at one history_version. Seqs are never reused and rows never edited, so the batches plus the
 catch-up hold every current row; equal counts then mean nothing stale is among them (a
 truncation, replacement, compaction or flush in between makes them differ, and the fill
-starts over). Threads larger than HOT_CACHE_MAX_BYTES (estimated) or HOT_CACHE_MAX_MESSAGES
-are not cached: their pages are always read from the database.
+starts over). After storing, it catches up with appends that committed while it stored
+(their deltas found no cache to apply to). Threads larger than HOT_CACHE_MAX_BYTES
+(estimated) or HOT_CACHE_MAX_MESSAGES are not cached: their pages are always read from the
+database.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 HOT_CACHE_FILL_TASK = "threads.hot_cache_fill"
 FILL_BATCH = 1000
 FILL_ATTEMPTS = 3
+# After a fill stored its version, rounds of catching up with appends committed meanwhile.
+CATCH_UPS = 3
 # One fill per thread at a time; a fill that died frees the claim after this long.
 FILL_CLAIM_SECONDS = 30
 
@@ -98,7 +102,34 @@ def _fill_once(thread_id: str) -> str:
     written = hotcache.rebuild(
         thread_id=thread_id, history_version=version, members=members, state=state
     )
+    for _ in range(CATCH_UPS):
+        caught = _catch_up(thread_id, members, version)
+        if caught is None:
+            break
+        members, version = caught
+        written = True
     return "filled" if written else "current"
+
+
+def _catch_up(thread_id: str, members: list, version: int) -> tuple[list, int] | None:
+    """After a fill stored `version`: if appends committed meanwhile, store the history
+    with them too. An append that committed between the fill's last head read and its
+    store found no cache to apply its delta to, and left the stored version behind the
+    row's: without this, appenders racing a fill kept the cache from ever being current.
+    Returns (members, version) stored, or None when there is nothing to catch up (or the
+    history changed in another way than appends: the next miss asks again)."""
+    head = _head(thread_id)
+    if head is None or head[0] != Tier.HOT or head[2] == version:
+        return None
+    tail = _rows_after(thread_id, members[-1][0] if members else 0, None)
+    if _head(thread_id) != head:
+        return members, version  # moved again meanwhile: the next round catches up
+    _, _, new_version, count, state = head
+    if len(members) + len(tail) != count:
+        return None  # not only appends (a truncation, replacement, compaction)
+    members = members + tail
+    hotcache.rebuild(thread_id=thread_id, history_version=new_version, members=members, state=state)
+    return members, new_version
 
 
 def _head(thread_id: str) -> tuple | None:

@@ -115,3 +115,32 @@ def test_only_one_fill_per_thread_is_requested_at_a_time(api, thread):
     hotcache.fill_release(thread.id)
     drop_cache(thread)
     assert fill.request_fill(thread=thread) is True
+
+
+def test_an_append_racing_the_fills_store_is_caught_up(
+    api, thread, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: an append commits after the fill read the thread's head and before it stores
+    # the history; the append's own cache delta finds no cache and is dropped
+    say(thread, "a", "b")
+    drop_cache(thread)
+    real_rebuild, calls = hotcache.rebuild, []
+
+    def rebuild_after_an_append(**kwargs):
+        if not calls:
+            with django_capture_on_commit_callbacks(execute=True):
+                say(thread, "late")
+        calls.append(kwargs["history_version"])
+        return real_rebuild(**kwargs)
+
+    monkeypatch.setattr(hotcache, "rebuild", rebuild_after_an_append)
+    # when
+    outcome = fill.hot_cache_fill(thread_id=thread.id)
+    # then: the stale store was followed by one at the thread's version, with the append
+    assert outcome == "filled"
+    thread.refresh_from_db()
+    assert calls == [thread.history_version - 1, thread.history_version]
+    version, members, _ = cached(thread.id)
+    assert version == thread.history_version
+    assert [m["id"] for m in members] == ["a", "b", "late"]
+    assert essentials(members) == database_messages(thread)

@@ -16,7 +16,8 @@ from django_redis import get_redis_connection
 
 from tests.s3 import free_port
 from threads import history
-from threads.models import Message, Thread
+from threads.message_format import message_json_bytes
+from threads.models import MESSAGE_COLUMNS, Message, Thread
 from threads.storage import hotcache
 
 pytestmark = pytest.mark.django_db
@@ -331,3 +332,30 @@ def test_without_redis_the_cache_is_off_and_reads_use_the_database(api, thread, 
     assert not hotcache.enabled()
     assert [m["id"] for m in api.get(url(thread, "messages")).json()["results"]] == ["a"]
     assert hotcache.probe() == ("ok", "off (REDIS_URL unset)")
+
+
+@pytest.mark.parametrize("microsecond", [0, 120000, 7])
+def test_a_database_page_is_the_messages_json_whatever_the_timestamp(
+    api, thread, settings, microsecond
+):
+    # given: messages read from the database (no Redis), one stored at a whole second
+    # (Python's isoformat then omits the fraction) and with nested, non-ASCII content
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    content = [{"type": "text", "text": 'héllo ☃ "q" \\ \n', "z": 1.5, "a": None, "n": [1, {}]}]
+    body = {
+        "messages": [
+            {"id": "x", "role": "assistant", "content": content, "metadata": {"k": [True]}}
+        ]
+    }
+    assert api.post(url(thread, "messages"), body).status_code == 201
+    row = Message.objects.get(thread_id=thread.pk, message_id="x")
+    row.created_at = row.created_at.replace(microsecond=microsecond)
+    Message.objects.filter(pk=row.pk).update(created_at=row.created_at)
+
+    # when
+    page = api.get(url(thread, "messages")).json()["results"]
+
+    # then: equal, as JSON, to the canonical message JSON the cache and snapshots hold
+    expected = message_json_bytes(*(getattr(row, name) for name in MESSAGE_COLUMNS))
+    assert page == [json.loads(expected)]
+    assert page[0]["created_at"] == row.created_at.isoformat().replace("+00:00", "Z")
