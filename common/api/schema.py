@@ -27,6 +27,20 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
+class SparseFieldsExtension(OpenApiSerializerExtension):
+    """A serializer named `…SparseSerializer` answers `?fields=` subsets: its schema is the
+    full one with no field required (a generated client must not expect an omitted key)."""
+
+    target_class = "common.api.serializers.DynamicFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if type(self.target).__name__.endswith("SparseSerializer"):
+            schema = {key: value for key, value in schema.items() if key != "required"}
+        return schema
+
+
 ErrorSerializer = inline_serializer(
     name="Error",
     fields={
@@ -93,10 +107,44 @@ ETAG_HEADER = OpenApiParameter(
     description='The version of the returned resource, quoted (`"3"`). Send it back in '
     "If-Match to make an edit conditional.",
 )
+# `*` or a list of entity-tags, weak ones included (they are well formed and never match).
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$'
 IF_MATCH_HEADER = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": IF_MATCH_PATTERN},
     OpenApiParameter.HEADER,
-    description='An ETag from a previous read (`"3"`); the edit applies only if the version '
-    "is still that one, else 412 stale_version. `*` or absent: unconditional.",
+    description='ETags from previous reads (`"3"`, or a list: `"1", "3"`); the edit applies '
+    "only if the current version's ETag is one of them, else 412 stale_version. Comparison "
+    'is strong: a weak tag (`W/"3"`) never matches. `*` or absent: unconditional. Anything '
+    "else is a 400.",
 )
+
+
+def comma_list_pattern(values: Iterable[str]) -> str:
+    """`a,b` of `values` (empty: no filter), as CommaChoiceFilter and `?fields=` parse it."""
+    one = "|".join(sorted(values))
+    return f"^(({one})(,({one}))*)?$"
+
+
+def comma_list_parameter(name: str, values: Iterable[str], description: str) -> OpenApiParameter:
+    values = sorted(values)
+    return OpenApiParameter(
+        name,
+        {"type": "string", "pattern": comma_list_pattern(values)},
+        description=f"{description} Values: {', '.join(values)}.",
+    )
+
+
+def json_parameters(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: a parameter marked `x-json` is a JSON document in the query string,
+    which OpenAPI says with `content: {application/json: {schema}}` (a `schema` would mean
+    form-style `k,v,k,v`), so generated clients and fuzzers send JSON."""
+    for methods in result.get("paths", {}).values():
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.pop("x-json", False):
+                    schema = parameter.pop("schema")
+                    parameter.pop("style", None)
+                    parameter.pop("explode", None)
+                    parameter["content"] = {"application/json": {"schema": schema}}
+    return result

@@ -163,6 +163,10 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"ApiKey": []}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.api.schema.json_parameters",
+    ],
     "AUTHENTICATION_WHITELIST": [],
     # Many models have a `status`; name each choice set instead of letting it be hashed.
     "ENUM_NAME_OVERRIDES": {

@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.pagination import CursorPagination, limit_schema, parse_limit
+from common.api.pagination import CURSOR_PATTERN, CursorPagination, limit_schema, parse_limit
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import NotFound
@@ -37,7 +37,11 @@ COMPACTION_ID = r"(?P<compaction_id>cmp_[0-9a-z]{1,64})"
 # Any plausible id answers 204 when unknown; the class keeps NUL and the like out of SQL.
 QUEUED_ID = r"(?P<item_id>[0-9A-Za-z_.-]{1,128})"
 PAGE_PARAMS = [
-    OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": CURSOR_PATTERN},
+        description="The `next` of the previous page.",
+    ),
     OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
 ]
 

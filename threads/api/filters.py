@@ -21,12 +21,14 @@ class CommaChoiceFilter(django_filters.Filter):
     def filter(self, qs, value):
         if not value:
             return qs
-        items = [v.strip() for v in value.split(",") if v.strip()]
+        # Exactly what the schema's pattern (comma_list_pattern) says: no blanks, no spaces.
+        items = value.split(",")
         bad = sorted(set(items) - self.allowed)
         if bad:
             allowed = ", ".join(sorted(self.allowed))
+            shown = ", ".join(f'"{item}"' for item in bad)
             raise ValidationError(
-                {self.field_name: [f"Unknown value(s) {', '.join(bad)}; use {allowed}."]}
+                {self.field_name: [f"{shown} is not one of {allowed} (a comma list of them)."]}
             )
         return super().filter(qs, items)
 
