@@ -32,6 +32,7 @@ from sessions_app.api.serializers import (
     TurnSettleSerializer,
 )
 from sessions_app.models import Session
+from threads import tenancy
 from threads.api.views import validated
 from threads.conversation.queue import queue_count
 
@@ -176,6 +177,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def spawn(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSpawnSerializer, request.data)
+        tenancy.workspace_backend_require_configured(data.get("workspace_backend"))
         child, edge = spawn.session_spawn(
             session=session,
             actor=data["actor"],
