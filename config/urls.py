@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from common.api.exceptions import api_not_found
 from common.health import healthz, readyz
 
 api_v1 = [
@@ -17,6 +18,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    # Last: any other path under /api/ answers the JSON error body, with DEBUG on too (Django
+    # then shows its HTML technical 404 page instead of calling handler404).
+    re_path(r"^api/(?!schema$|docs$)", api_not_found),  # /api/schema still redirects to …/
 ]
 
 handler404 = "common.api.exceptions.api_not_found"

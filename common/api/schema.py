@@ -24,7 +24,34 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        return {**schema, "additionalProperties": False}
+        schema = {**schema, "additionalProperties": False}
+        properties = schema.get("properties", {})
+        for name, field in self.target.fields.items():
+            if name in properties and "$ref" not in properties[name]:
+                properties[name] = {**properties[name], **_array_bounds(field)}
+        # What the serializer refuses that its fields cannot say: `{}` for an edit ("Nothing
+        # to change."), per-field extras (schema_extra) and whole-body variants (schema_one_of).
+        if getattr(self.target, "schema_min_properties", None):
+            schema["minProperties"] = self.target.schema_min_properties
+        for name, extra in getattr(self.target, "schema_extra", {}).items():
+            properties[name] = {**properties[name], **extra}
+        if getattr(self.target, "schema_one_of", None):
+            schema["oneOf"] = self.target.schema_one_of
+        return schema
+
+
+def _array_bounds(field) -> dict:
+    """minItems/maxItems of a list (many=True serializer or ListField) as DRF enforces them."""
+    if not isinstance(field, serializers.ListSerializer | serializers.ListField):
+        return {}
+    bounds = {}
+    if field.min_length is not None:
+        bounds["minItems"] = field.min_length
+    elif not field.allow_empty:
+        bounds["minItems"] = 1
+    if field.max_length is not None:
+        bounds["maxItems"] = field.max_length
+    return bounds
 
 
 class SparseFieldsExtension(OpenApiSerializerExtension):

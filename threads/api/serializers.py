@@ -135,6 +135,7 @@ class WarmingSettingsWrite(StrictSerializer):
 
 
 class ThreadUpdateSerializer(StrictSerializer):
+    schema_min_properties = 1  # `{}` is a 400 (validate below)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False)
     metadata = serializers.DictField(required=False)
     reasoning_effort = serializers.ChoiceField(choices=ReasoningEffort.choices, required=False)
