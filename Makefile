@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint check bench clean
+.PHONY: install run test lint check bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -19,6 +19,10 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# schemathesis over the whole schema against a live server (bounded: FUZZ_MAX_TIME seconds).
+fuzz: install
+	$(PY) scripts/fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common.api.exceptions import api_not_found
@@ -20,7 +21,8 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     # Last: any other path under /api/ answers the JSON error body, with DEBUG on too (Django
     # then shows its HTML technical 404 page instead of calling handler404).
-    re_path(r"^api/(?!schema$|docs$)", api_not_found),  # /api/schema still redirects to …/
+    # csrf_exempt: a POST there is a 404 too, not CSRF's HTML 403 (no view reads a cookie).
+    re_path(r"^api/(?!schema$|docs$)", csrf_exempt(api_not_found)),  # /api/schema → …/
 ]
 
 handler404 = "common.api.exceptions.api_not_found"

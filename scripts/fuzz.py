@@ -102,11 +102,18 @@ def wait_until_up(base: str, server: subprocess.Popen, timeout: float = 60) -> N
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="threadline-fuzz-"))
+    # A real repository with a commit, so every workspace backend the schema lists works.
+    repo = workdir / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=fuzz", "-c", "user.email=fuzz@localhost"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "fuzz"], check=True)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": fuzz_database_url(),
         "WORKSPACE_ROOT": str(workdir / "workspaces"),
+        "WORKSPACE_GIT_REPO": str(repo),
         "COLD_STORAGE": "filesystem",
         "LLM_PROVIDER": "local",
         "API_RATE_LIMIT_PER_MINUTE": "0",

@@ -153,8 +153,10 @@ def test_error_answers_match_their_schema(api, thread, openapi):
 def test_request_bodies_document_that_unknown_keys_are_refused(api, project, openapi):
     """StrictSerializer answers an unknown key with 400; the schema allowed any key."""
     schemas = openapi["components"]["schemas"]
-    for name in ("ThreadCreateRequest", "MessageInRequest", "HandoffCreateRequest", "ActorRequest"):
+    for name in ("ThreadCreateRequest", "MessageInRequest", "ActorRequest"):
         assert schemas[name]["additionalProperties"] is False, name
+    for variant in schemas["HandoffCreateRequest"]["oneOf"]:  # single, broadcast
+        assert variant["additionalProperties"] is False
 
     response = api.post(THREADS, {"project": project.id, "colour": "red"})
 
@@ -406,5 +408,36 @@ def test_an_empty_patch_and_an_empty_recipient_list_are_described_by_the_schema(
     schemas = openapi["components"]["schemas"]
 
     assert schemas["PatchedThreadUpdateRequest"]["minProperties"] == 1
-    assert schemas["HandoffCreateRequest"]["properties"]["recipients"]["minItems"] == 1
+    single, broadcast = schemas["HandoffCreateRequest"]["oneOf"]
+    assert (
+        single["properties"]["mode"]["pattern"],
+        broadcast["properties"]["mode"]["pattern"],
+    ) == (
+        "^single$",
+        "^broadcast$",
+    )
+    assert [single["properties"]["recipients"][k] for k in ("minItems", "maxItems")] == [1, 1]
+    assert broadcast["properties"]["recipients"]["minItems"] == 2
+    assert broadcast["properties"]["recipients"]["uniqueItems"] is True
     assert schemas["MessageBatchRequest"]["properties"]["messages"]["minItems"] == 1
+
+
+def test_a_post_to_a_path_that_names_no_endpoint_is_a_json_404(api):
+    """The catch-all under /api/ answered CSRF's HTML 403 to a POST or DELETE (a real client
+    gets CSRF checks; the test client skips them unless asked)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api.secret}")
+    for method in ("post", "delete", "patch"):
+        response = getattr(client, method)("/api/v1/threads/%C2%84/")
+        assert_error(response, 404, "not_found")
+
+
+def test_a_patch_with_no_body_is_a_400_the_schema_announces(api, thread, openapi):
+    operation = openapi["paths"]["/api/v1/threads/{id}/"]["patch"]
+
+    response = api.client.patch(f"{THREADS}{thread.id}/")
+
+    assert operation["requestBody"]["required"] is True
+    assert_error(response, 400, "validation_error")

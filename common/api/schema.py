@@ -35,9 +35,22 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
             schema["minProperties"] = self.target.schema_min_properties
         for name, extra in getattr(self.target, "schema_extra", {}).items():
             properties[name] = {**properties[name], **extra}
-        if getattr(self.target, "schema_one_of", None):
-            schema["oneOf"] = self.target.schema_one_of
+        variants = getattr(self.target, "schema_one_of", None)
+        if variants:
+            # Whole objects, one per variant: generators and validators need no merging.
+            return {"oneOf": [_merged(schema, variant) for variant in variants]}
         return schema
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        # A $ref takes no siblings (OpenAPI 3.0): the variant's schema replaces it.
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and "$ref" not in base[key]:
+            merged[key] = _merged(base[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _array_bounds(field) -> dict:
@@ -165,9 +178,15 @@ def comma_list_parameter(name: str, values: Iterable[str], description: str) -> 
 def json_parameters(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: a parameter marked `x-json` is a JSON document in the query string,
     which OpenAPI says with `content: {application/json: {schema}}` (a `schema` would mean
-    form-style `k,v,k,v`), so generated clients and fuzzers send JSON."""
+    form-style `k,v,k,v`), so generated clients and fuzzers send JSON. And a body whose schema
+    has minProperties (`{}` is refused) is a required body: sending none is refused too."""
+    components = result.get("components", {}).get("schemas", {})
     for methods in result.get("paths", {}).values():
         for operation in methods.values():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            ref = (body or {}).get("schema", {}).get("$ref", "")
+            if components.get(ref.rsplit("/", 1)[-1], {}).get("minProperties"):
+                operation["requestBody"]["required"] = True
             for parameter in operation.get("parameters", []):
                 if parameter.pop("x-json", False):
                     schema = parameter.pop("schema")
