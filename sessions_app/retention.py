@@ -287,6 +287,16 @@ def subsession_restore(*, subsession: SubSession) -> SubSession:
     edge = _load(subsession)
     if edge.status != SubSessionStatus.ARCHIVED:
         raise NotArchived(subsession=edge.pk, status=edge.status)
+    if not edge.archive_key:
+        # Archived because its child session was (the edge follows it), never written to
+        # cold storage: there is no bundle, and reading one was a 503 cold_snapshot_corrupt.
+        raise NotArchived(
+            "The sub-session was archived with its session, not to cold storage; there is "
+            "nothing to restore.",
+            subsession=edge.pk,
+            status=edge.status,
+            reason="archived_with_session",
+        )
     bundle = _bundle_read(edge)
     with transaction.atomic():
         restored = SubSession.objects.filter(

@@ -441,3 +441,41 @@ def test_a_patch_with_no_body_is_a_400_the_schema_announces(api, thread, openapi
 
     assert operation["requestBody"]["required"] is True
     assert_error(response, 400, "validation_error")
+
+
+def test_restoring_a_sub_session_archived_with_its_session_is_409_not_503(api, thread):
+    """Archiving a child session archives its edge too, with no cold bundle written; a
+    restore then read a bundle that was never there: 503 cold_snapshot_corrupt."""
+    from sessions_app import spawn, transitions
+    from sessions_app.models import Session
+
+    created = api.post(SESSIONS, {"thread": thread.id, "actor": {"kind": "agent", "id": "a"}})
+    session = Session.objects.get(pk=created.json()["id"])
+    child, edge = spawn.session_spawn(session=session, actor={"kind": "agent", "id": "c"})
+    transitions.session_fail(session=child)
+    transitions.session_archive(session=child)
+
+    response = api.post(f"/api/v1/subsessions/{edge.pk}/restore/")
+
+    details = assert_error(response, 409, "not_archived")
+    assert details["reason"] == "archived_with_session"
+
+
+def test_a_bad_after_seq_is_400_even_when_a_cursor_wins(api, thread):
+    """`?cursor=67&after_seq=false` answered 200: the cursor won, after_seq went unchecked."""
+    url = f"{THREADS}{thread.id}/messages/"
+
+    details = assert_error(
+        api.get(url, {"cursor": "67", "after_seq": "false"}), 400, "validation_error"
+    )
+
+    assert details == {"fields": {"after_seq": ["Must be a non-negative integer."]}}
+
+
+def test_strings_are_taken_verbatim_not_trimmed(api, thread):
+    """A control character alone (`"\\u001c"`) was trimmed to blank: a 400 for a string the
+    schema (minLength 1) allowed. Trimming is a coercion: strings are stored as sent."""
+    response = api.patch(f"{THREADS}{thread.id}/", {"title": " spaced \u001c"})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["title"] == " spaced \u001c"

@@ -64,6 +64,12 @@ class StrictSerializer(serializers.Serializer):
                 for name, f in self.fields.items()
                 if not f.read_only and isinstance(f, serializers.BaseSerializer)
             }
+            for field in writable.values():
+                # Strings are taken verbatim: trimming is a coercion too (" " would become a
+                # blank the schema's minLength: 1 allowed, "a " a different key than sent).
+                for part in (field, getattr(field, "child", None)):
+                    if isinstance(part, serializers.CharField):
+                        part.trim_whitespace = False
             self.__dict__["_strict_writable"] = writable
             self.__dict__["_strict_known"] = set(writable) | nested
         return writable

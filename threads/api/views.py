@@ -341,12 +341,16 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def _list_messages(self, request: Request, thread: Thread) -> HttpResponse:
         # The cursor (a `next`) wins over after_seq; a bad value is blamed on the one used.
         params = request.query_params
-        name = "cursor" if "cursor" in params else "after_seq"
-        raw_after = params.get(name, "0")
-        # What SEQ_SCHEMA publishes: 1–18 ASCII digits (never above 2**62), else a 400.
-        if not (raw_after.isascii() and raw_after.isdigit()) or len(raw_after) > 18:
-            problem = "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
-            raise ValidationError({name: [problem]})
+        # What the schema publishes for both: 1–18 ASCII digits (never above 2**62), else a
+        # 400 naming the bad one, even when the cursor wins and after_seq is not used.
+        for name in ("after_seq", "cursor"):
+            raw = params.get(name)
+            if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+                problem = (
+                    "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
+                )
+                raise ValidationError({name: [problem]})
+        raw_after = params.get("cursor") or params.get("after_seq") or "0"
         limit = parse_limit(request.query_params.get("limit"), default=100)
         page, next_seq = pages.messages_page_json(
             thread=thread, after_seq=int(raw_after), limit=limit
