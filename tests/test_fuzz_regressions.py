@@ -479,3 +479,10 @@ def test_strings_are_taken_verbatim_not_trimmed(api, thread):
 
     assert response.status_code == 200, response.content
     assert response.json()["title"] == " spaced \u001c"
+
+
+def test_list_filter_choice_errors_list_the_valid_values(api):
+    details = assert_error(api.get(THREADS, {"status": "closed"}), 400, "validation_error")
+    assert details == {"fields": {"status": ['"closed" is not one of open, archived.']}}
+    details = assert_error(api.get(SESSIONS, {"status": "idle,done"}), 400, "validation_error")
+    assert "is not one of" in details["fields"]["status"][0]

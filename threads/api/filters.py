@@ -33,11 +33,21 @@ class CommaChoiceFilter(django_filters.Filter):
         return super().filter(qs, items)
 
 
+def not_one_of(choices) -> dict[str, str]:
+    """A choice filter's error that lists the valid values, as the serializers' do."""
+    valid = ", ".join(value for value, _ in choices)
+    return {"invalid_choice": f'"%(value)s" is not one of {valid}.'}
+
+
 class ThreadFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project_id")
-    status = django_filters.ChoiceFilter(choices=ThreadStatus.choices)
+    status = django_filters.ChoiceFilter(
+        choices=ThreadStatus.choices, error_messages=not_one_of(ThreadStatus.choices)
+    )
     lifecycle = CommaChoiceFilter(field_name="lifecycle", choices=Lifecycle.choices)
-    tier = django_filters.ChoiceFilter(choices=Tier.choices)
+    tier = django_filters.ChoiceFilter(
+        choices=Tier.choices, error_messages=not_one_of(Tier.choices)
+    )
     q = django_filters.CharFilter(field_name="title", lookup_expr="startswith", max_length=500)
 
     class Meta:
