@@ -175,17 +175,26 @@ def comma_list_parameter(name: str, values: Iterable[str], description: str) -> 
     )
 
 
+def _needs_body(component: dict) -> bool:
+    """A body the server refuses when absent: `{}` is refused (minProperties), a field is
+    required, or each of its variants requires one."""
+    variants = component.get("oneOf")
+    if variants:
+        return all(_needs_body(variant) for variant in variants)
+    return bool(component.get("minProperties") or component.get("required"))
+
+
 def json_parameters(result: dict, generator, request, public) -> dict:
     """Postprocessing hook: a parameter marked `x-json` is a JSON document in the query string,
     which OpenAPI says with `content: {application/json: {schema}}` (a `schema` would mean
-    form-style `k,v,k,v`), so generated clients and fuzzers send JSON. And a body whose schema
-    has minProperties (`{}` is refused) is a required body: sending none is refused too."""
+    form-style `k,v,k,v`), so generated clients and fuzzers send JSON. And a body the server
+    refuses when absent (_needs_body) is a required body in the schema."""
     components = result.get("components", {}).get("schemas", {})
     for methods in result.get("paths", {}).values():
         for operation in methods.values():
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             ref = (body or {}).get("schema", {}).get("$ref", "")
-            if components.get(ref.rsplit("/", 1)[-1], {}).get("minProperties"):
+            if _needs_body(components.get(ref.rsplit("/", 1)[-1], {})):
                 operation["requestBody"]["required"] = True
             for parameter in operation.get("parameters", []):
                 if parameter.pop("x-json", False):
