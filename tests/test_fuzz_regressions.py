@@ -486,3 +486,26 @@ def test_list_filter_choice_errors_list_the_valid_values(api):
     assert details == {"fields": {"status": ['"closed" is not one of open, archived.']}}
     details = assert_error(api.get(SESSIONS, {"status": "idle,done"}), 400, "validation_error")
     assert "is not one of" in details["fields"]["status"][0]
+
+
+def test_bodies_the_server_needs_are_required_in_the_schema(api, openapi):
+    """`POST /handoffs/` with no body is a 400 (every field missing); the schema let it be."""
+    for path, method in (
+        ("/api/v1/handoffs/", "post"),
+        ("/api/v1/threads/", "post"),
+        ("/api/v1/threads/{id}/", "patch"),
+    ):
+        assert openapi["paths"][path][method]["requestBody"]["required"] is True, path
+    assert_error(api.client.post("/api/v1/handoffs/"), 400, "validation_error")
+
+
+def test_a_null_deliverable_is_accepted_as_the_schema_says(api, thread):
+    """deliverables' items are any JSON value in the schema; null was refused."""
+    session_id, _ = start_and_settle(api, thread)
+    api.post(f"{SESSIONS}{session_id}/turns/start/")
+    body = {"outcome": {"status": "succeeded"}, "agent_summary": "done", "deliverables": [None]}
+
+    response = api.post(f"{SESSIONS}{session_id}/summary/", body)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["summary"]["deliverables"] == [None]
