@@ -509,3 +509,16 @@ def test_a_null_deliverable_is_accepted_as_the_schema_says(api, thread):
 
     assert response.status_code == 201, response.content
     assert response.json()["summary"]["deliverables"] == [None]
+
+
+def test_a_steering_message_is_blank_only_as_its_schema_pattern_says(api, thread, openapi):
+    """`{"content": "\\u001f"}` was "blank" (str.strip() drops it); the schema allowed it."""
+    pattern = openapi["components"]["schemas"]["QueueEnqueueRequest"]["properties"]["content"]
+
+    accepted = api.post(f"{THREADS}{thread.id}/queue/", {"content": "\u001f"})
+
+    assert accepted.status_code == 201, accepted.content
+    assert pattern["pattern"] == "[^ \\t\\n\\r\\f\\v]"
+    assert_error(
+        api.post(f"{THREADS}{thread.id}/queue/", {"content": " \n"}), 400, "validation_error"
+    )
