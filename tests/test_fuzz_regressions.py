@@ -522,3 +522,11 @@ def test_a_steering_message_is_blank_only_as_its_schema_pattern_says(api, thread
     assert_error(
         api.post(f"{THREADS}{thread.id}/queue/", {"content": " \n"}), 400, "validation_error"
     )
+
+
+def test_the_originals_cursor_is_published_as_the_seq_it_is(openapi):
+    """originals/ published the list cursor's `<position>_<offset>` and refused `44849_9`."""
+    path = "/api/v1/threads/{id}/compactions/{compaction_id}/originals/"
+    (cursor,) = [p for p in openapi["paths"][path]["get"]["parameters"] if p["name"] == "cursor"]
+
+    assert cursor["schema"]["pattern"] == "^[0-9]{1,18}$"

@@ -44,6 +44,15 @@ PAGE_PARAMS = [
     ),
     OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
 ]
+# Pages of messages continue after a seq: their cursor is that seq.
+SEQ_PAGE_PARAMS = [
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": r"^[0-9]{1,18}$"},
+        description="The `next` of the previous page (a seq).",
+    ),
+    PAGE_PARAMS[1],
+]
 
 
 class CompactionPagination(CursorPagination):
@@ -120,7 +129,7 @@ class ThreadConversationViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="The original messages a compaction archived, in seq order",
-        parameters=PAGE_PARAMS,
+        parameters=SEQ_PAGE_PARAMS,
         responses={
             200: MessagePageSerializer,
             **errors(400, 404, 503, conflicts=("compaction_not_succeeded",)),
@@ -129,8 +138,9 @@ class ThreadConversationViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"], url_path=f"compactions/{COMPACTION_ID}/originals")
     def originals(self, request: Request, pk: str, compaction_id: str) -> Response:
         found = self._compaction(compaction_id)
-        raw_after = request.query_params.get("cursor") or "0"
-        if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > 2**62:
+        raw_after = request.query_params.get("cursor", "0")
+        # As SEQ_PAGE_PARAMS publishes: a seq of 1–18 ASCII digits.
+        if not (raw_after.isascii() and raw_after.isdigit() and len(raw_after) <= 18):
             raise ValidationError({"cursor": ["Invalid cursor."]})
         limit = parse_limit(request.query_params.get("limit"), default=100)
         after = int(raw_after)
