@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-faults test-scale test-browser lint check bench clean
+.PHONY: install run test test-faults test-scale test-browser fuzz lint check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3"; exit 1; }
@@ -36,6 +36,10 @@ test-browser: install
 # workers. Needs redis-server/redis-cli and pgbouncer on PATH (.ci/run installs pgbouncer).
 test-scale: install
 	$(PY) -m pytest tests/scale $(PYTEST_ARGS)
+
+# schemathesis over the whole schema against a live server (bounded: FUZZ_MAX_TIME seconds).
+fuzz: install
+	$(PY) scripts/fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check .

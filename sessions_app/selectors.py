@@ -14,6 +14,9 @@ from sessions_app.models import BLOCKING_STATUSES, Session, SessionStatus, SubSe
 BLOCKING_SAMPLE_LIMIT = 50
 # The statuses of a session that keep its thread from being archived.
 ARCHIVE_BLOCKING_STATUSES = BLOCKING_STATUSES
+# ... and from being deleted: any but archived (an archived session is history; it goes with
+# its thread).
+DELETE_BLOCKING_STATUSES = tuple(s for s in SessionStatus.values if s != SessionStatus.ARCHIVED)
 
 
 def sessions_blocking(

@@ -26,15 +26,39 @@ def session_event(session: Session, kind: str, **payload: Any) -> None:
     )
 
 
+# How a 409 illegal_transition reads: "<the session as it is> <why the action cannot run>."
+_AS_IT_IS = {
+    "idle": "An idle session",
+    "active": "An active session",
+    "locked": "A locked session (a handoff or spawn is in progress)",
+    "awaiting_hitl": "A session waiting for a human",
+    "awaiting_merge": "A session waiting for its broadcast to merge",
+    "failed": "A failed session",
+    "archived": "An archived session",
+}
+_WHY_NOT = {
+    "start_turn": "cannot start a turn; only an idle session can.",
+    "settle_turn": "has no running turn to settle.",
+    "request_hitl": "has no running turn to pause for a human.",
+    "resolve_hitl": "is not waiting for a human's answer.",
+    "fail": "cannot fail; it is archived for good.",
+    "archive": "cannot be archived; only an idle or failed session can.",
+    "merge": "has no broadcast to merge.",
+    "summarize": "cannot record a summary; only an active, locked or merging session can.",
+    "spawn": "cannot spawn a child; only an idle or active session can.",
+    "intervene": "cannot take an intervention; it is archived.",
+}
+
+
 def illegal_transition(session_id: str, action: str) -> IllegalTransition:
-    """409 illegal_transition naming the session's current status (404 if it is gone)."""
+    """409 illegal_transition: a sentence naming the session's status and why `action` cannot
+    run from it (404 if the session is gone); details `from` and `action` for programs."""
     current = Session.objects.filter(pk=session_id).values_list("status", flat=True).first()
     if current is None:
         raise NotFound("Session not found.")
-    return IllegalTransition(
-        f"A session that is {current} cannot {action.replace('_', ' ')}.",
-        **{"from": current, "action": action},
-    )
+    subject = _AS_IT_IS.get(current, f"A session that is {current}")
+    reason = _WHY_NOT.get(action, f"cannot {action.replace('_', ' ')}.")
+    return IllegalTransition(f"{subject} {reason}", **{"from": current, "action": action})
 
 
 def lease_seconds() -> int:

@@ -153,8 +153,10 @@ def test_error_answers_match_their_schema(api, thread, openapi):
 def test_request_bodies_document_that_unknown_keys_are_refused(api, project, openapi):
     """StrictSerializer answers an unknown key with 400; the schema allowed any key."""
     schemas = openapi["components"]["schemas"]
-    for name in ("ThreadCreateRequest", "MessageInRequest", "HandoffCreateRequest", "ActorRequest"):
+    for name in ("ThreadCreateRequest", "MessageInRequest", "ActorRequest"):
         assert schemas[name]["additionalProperties"] is False, name
+    for variant in schemas["HandoffCreateRequest"]["oneOf"]:  # single, broadcast
+        assert variant["additionalProperties"] is False
 
     response = api.post(THREADS, {"project": project.id, "colour": "red"})
 
@@ -254,3 +256,259 @@ def test_a_body_with_a_content_length_still_works(api, thread):
 
     assert response.status_code == 201, response.content
     assert response.json()["title"] == "mine"
+
+
+# --- Found by `make fuzz` (schemathesis, every check) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("fork/", {"title": 0}, "title"),
+        ("messages/truncate/", {"from_id": 0}, "from_id"),
+    ],
+)
+def test_a_number_where_a_string_belongs_is_400_not_coerced(api, thread, path, body, field):
+    """`{"title": 0}` forked a thread titled "0"; `{"from_id": 0}` truncated from id "0"."""
+    response = api.post(f"{THREADS}{thread.id}/{path}", body)
+
+    assert assert_error(response, 400, "validation_error") == {
+        "fields": {field: ["Must be a string."]}
+    }
+
+
+def test_a_message_id_must_be_a_string(api, thread):
+    message = {"id": 0, "role": "user", "content": "hi"}
+
+    for method in ("post", "put"):
+        response = getattr(api, method)(f"{THREADS}{thread.id}/messages/", {"messages": [message]})
+        details = assert_error(response, 400, "validation_error")
+        assert details == {"fields": {"messages": {"0": {"id": ["Must be a string."]}}}}
+    assert api.get(f"{THREADS}{thread.id}/messages/").json()["results"] == []
+
+
+def test_booleans_and_integers_are_not_coerced_either(api, thread):
+    for warming in ({"enabled": 0}, {"enabled": "true"}, {"interval_s": "60"}, {"interval_s": 6e1}):
+        response = api.patch(f"{THREADS}{thread.id}/", {"warming": warming})
+        assert_error(response, 400, "validation_error")
+    thread.refresh_from_db()
+    assert thread.version == 1
+
+
+def test_a_choice_error_lists_the_valid_values(api, thread):
+    session_id, _ = start_and_settle(api, thread)
+    body = {"outcome": {"status": "success"}, "agent_summary": "done"}
+
+    response = api.post(f"{SESSIONS}{session_id}/summary/", body)
+
+    details = assert_error(response, 400, "validation_error")
+    assert details == {
+        "fields": {"outcome": {"status": ['"success" is not one of succeeded, partial, failed.']}}
+    }
+
+
+def test_a_transition_error_reads_as_a_sentence(api, thread):
+    session = api.post(SESSIONS, {"thread": thread.id, "actor": {"kind": "agent", "id": "a"}})
+    session_id = session.json()["id"]
+
+    response = api.post(f"{SESSIONS}{session_id}/turns/settle/", {"usage": USAGE})
+
+    assert_error(response, 409, "illegal_transition")
+    assert response.json()["error"]["message"] == "An idle session has no running turn to settle."
+
+
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/", "/api/v1/nothing/here"])
+def test_every_path_under_the_api_answers_the_json_error_body(api, settings, path):
+    """`/api/v1/` answered Django's HTML 404 page (with DEBUG on, its technical page)."""
+    for debug in (False, True):
+        settings.DEBUG = debug
+        response = api.get(path)
+        assert response["Content-Type"] == "application/json"
+        assert_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("value", ["", "5"])
+def test_an_empty_or_misplaced_page_parameter_is_400(api, thread, value):
+    """`?limit=` (not an integer) was read as the default; the schema says integer."""
+    assert_error(api.get(THREADS, {"limit": ""}), 400, "validation_error")
+    assert_error(
+        api.get(f"{THREADS}{thread.id}/messages/", {"after_seq": ""}), 400, "validation_error"
+    )
+    assert_error(
+        api.get(f"{THREADS}{thread.id}/messages/", {"cursor": ""}), 400, "validation_error"
+    )
+    assert api.get(f"{THREADS}{thread.id}/messages/", {"cursor": value or "0"}).status_code == 200
+
+
+def test_any_cursor_of_the_published_pattern_is_a_page_and_others_are_400(api, project, openapi):
+    """Arbitrary base64 cursors were 400s the schema did not announce: now a cursor is
+    `<position>[_<offset>]` digits, every one of which is a valid place to continue from."""
+    for n in range(3):
+        services.thread_create(tenant=api.tenant, project_id=project.id, title=f"t{n}")
+    (cursor,) = [p for p in openapi["paths"][THREADS]["get"]["parameters"] if p["name"] == "cursor"]
+    pattern = cursor["schema"]["pattern"]
+
+    first = api.get(THREADS, {"limit": 2}).json()
+    rest = api.get(THREADS, {"limit": 2, "cursor": first["next"]}).json()
+
+    assert jsonschema.Draft202012Validator({"pattern": pattern}).is_valid(first["next"])
+    assert len(first["results"]) + len(rest["results"]) == 3 and rest["next"] is None
+    for forged in ("", "0", "9999999999999999", "1_999999", "123_0"):
+        assert api.get(THREADS, {"cursor": forged}).status_code == 200, forged
+    assert api.get(THREADS, {"cursor": "9999999999999999"}).json()["results"] == []
+    for bad in ("x", "-1", "1_", "cD0x", "1" * 17):
+        assert_error(api.get(THREADS, {"cursor": bad}), 400, "validation_error")
+
+
+def test_events_after_an_unknown_event_is_404_as_documented(api, thread, openapi):
+    response = api.get("/api/v1/events/", {"after": "evt_nope"})
+
+    assert_error(response, 404, "not_found")
+    assert_documented(openapi, "/api/v1/events/", "get", response)
+
+
+def test_a_4301_digit_if_match_is_a_clean_412(api, thread):
+    """int() refuses strings over 4,300 digits (ValueError): it was a 500."""
+    header = '"' + "1" * 4301 + '"'
+
+    response = api.patch(f"{THREADS}{thread.id}/", {"title": "x"}, HTTP_IF_MATCH=header)
+
+    assert_error(response, 412, "stale_version")
+
+
+def test_thread_list_items_with_fields_match_the_schema(api, thread, openapi):
+    """Every Thread field was required, so `?fields=id,title` items failed the schema."""
+    response = api.get(THREADS, {"fields": "id,title"})
+
+    assert response.json()["results"] == [{"id": thread.id, "title": "First thread"}]
+    assert_documented(openapi, THREADS, "get", response)
+    assert_error(api.get(THREADS, {"fields": "id, title"}), 400, "validation_error")
+
+
+def test_the_metadata_object_filter_is_containment(api, project, openapi):
+    match = services.thread_create(
+        tenant=api.tenant, project_id=project.id, metadata={"customer": "acme", "tags": {"a": 1}}
+    )
+    services.thread_create(tenant=api.tenant, project_id=project.id, metadata={"customer": "b"})
+    (param,) = [
+        p for p in openapi["paths"][THREADS]["get"]["parameters"] if p["name"] == "metadata"
+    ]
+
+    response = api.get(THREADS, {"metadata": json.dumps({"tags": {"a": 1}, "customer": "acme"})})
+
+    assert [t["id"] for t in response.json()["results"]] == [match.id]
+    assert param["content"]["application/json"]["schema"]["type"] == "object"
+    assert [t["id"] for t in api.get(THREADS, {"metadata": "{}"}).json()["results"]]
+    for bad in ("{", "[1]", '"acme"', "NaN", '{"a": NaN}', '{"a": "\\u0000"}'):
+        assert_error(api.get(THREADS, {"metadata": bad}), 400, "validation_error")
+
+
+def test_an_empty_patch_and_an_empty_recipient_list_are_described_by_the_schema(openapi):
+    """Both are 400s; the schema allowed `{}` and `recipients: []`."""
+    schemas = openapi["components"]["schemas"]
+
+    assert schemas["PatchedThreadUpdateRequest"]["minProperties"] == 1
+    single, broadcast = schemas["HandoffCreateRequest"]["oneOf"]
+    assert (
+        single["properties"]["mode"]["pattern"],
+        broadcast["properties"]["mode"]["pattern"],
+    ) == (
+        "^single$",
+        "^broadcast$",
+    )
+    assert [single["properties"]["recipients"][k] for k in ("minItems", "maxItems")] == [1, 1]
+    assert broadcast["properties"]["recipients"]["minItems"] == 2
+    assert broadcast["properties"]["recipients"]["uniqueItems"] is True
+    assert schemas["MessageBatchRequest"]["properties"]["messages"]["minItems"] == 1
+
+
+def test_a_post_to_a_path_that_names_no_endpoint_is_a_json_404(api):
+    """The catch-all under /api/ answered CSRF's HTML 403 to a POST or DELETE (a real client
+    gets CSRF checks; the test client skips them unless asked)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api.secret}")
+    for method in ("post", "delete", "patch"):
+        response = getattr(client, method)("/api/v1/threads/%C2%84/")
+        assert_error(response, 404, "not_found")
+
+
+def test_a_patch_with_no_body_is_a_400_the_schema_announces(api, thread, openapi):
+    operation = openapi["paths"]["/api/v1/threads/{id}/"]["patch"]
+
+    response = api.client.patch(f"{THREADS}{thread.id}/")
+
+    assert operation["requestBody"]["required"] is True
+    assert_error(response, 400, "validation_error")
+
+
+def test_a_bad_after_seq_is_400_even_when_a_cursor_wins(api, thread):
+    """`?cursor=67&after_seq=false` answered 200: the cursor won, after_seq went unchecked."""
+    url = f"{THREADS}{thread.id}/messages/"
+
+    details = assert_error(
+        api.get(url, {"cursor": "67", "after_seq": "false"}), 400, "validation_error"
+    )
+
+    assert details == {"fields": {"after_seq": ["Must be a non-negative integer."]}}
+
+
+def test_strings_are_taken_verbatim_not_trimmed(api, thread):
+    """A control character alone (`"\\u001c"`) was trimmed to blank: a 400 for a string the
+    schema (minLength 1) allowed. Trimming is a coercion: strings are stored as sent."""
+    response = api.patch(f"{THREADS}{thread.id}/", {"title": " spaced \u001c"})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["title"] == " spaced \u001c"
+
+
+def test_list_filter_choice_errors_list_the_valid_values(api):
+    details = assert_error(api.get(THREADS, {"status": "closed"}), 400, "validation_error")
+    assert details == {"fields": {"status": ['"closed" is not one of open, archived.']}}
+    details = assert_error(api.get(SESSIONS, {"status": "idle,done"}), 400, "validation_error")
+    assert "is not one of" in details["fields"]["status"][0]
+
+
+def test_bodies_the_server_needs_are_required_in_the_schema(api, openapi):
+    """`POST /handoffs/` with no body is a 400 (every field missing); the schema let it be."""
+    for path, method in (
+        ("/api/v1/handoffs/", "post"),
+        ("/api/v1/threads/", "post"),
+        ("/api/v1/threads/{id}/", "patch"),
+    ):
+        assert openapi["paths"][path][method]["requestBody"]["required"] is True, path
+    assert_error(api.client.post("/api/v1/handoffs/"), 400, "validation_error")
+
+
+def test_a_null_deliverable_is_accepted_as_the_schema_says(api, thread):
+    """deliverables' items are any JSON value in the schema; null was refused."""
+    session_id, _ = start_and_settle(api, thread)
+    api.post(f"{SESSIONS}{session_id}/turns/start/")
+    body = {"outcome": {"status": "succeeded"}, "agent_summary": "done", "deliverables": [None]}
+
+    response = api.post(f"{SESSIONS}{session_id}/summary/", body)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["summary"]["deliverables"] == [None]
+
+
+def test_a_steering_message_is_blank_only_as_its_schema_pattern_says(api, thread, openapi):
+    """`{"content": "\\u001f"}` was "blank" (str.strip() drops it); the schema allowed it."""
+    pattern = openapi["components"]["schemas"]["QueueEnqueueRequest"]["properties"]["content"]
+
+    accepted = api.post(f"{THREADS}{thread.id}/queue/", {"content": "\u001f"})
+
+    assert accepted.status_code == 201, accepted.content
+    assert pattern["pattern"] == "[^ \\t\\n\\r\\f\\v]"
+    assert_error(
+        api.post(f"{THREADS}{thread.id}/queue/", {"content": " \n"}), 400, "validation_error"
+    )
+
+
+def test_the_originals_cursor_is_published_as_the_seq_it_is(openapi):
+    """originals/ published the list cursor's `<position>_<offset>` and refused `44849_9`."""
+    path = "/api/v1/threads/{id}/compactions/{compaction_id}/originals/"
+    (cursor,) = [p for p in openapi["paths"][path]["get"]["parameters"] if p["name"] == "cursor"]
+
+    assert cursor["schema"]["pattern"] == "^[0-9]{1,18}$"

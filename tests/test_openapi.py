@@ -50,7 +50,7 @@ ENDPOINTS: dict[str, dict[str, tuple[set[int], set[int], bool]]] = {
     "/api/v1/threads/{id}/messages/truncate/": {
         "post": ({200}, BODY | HYDRATES | {404, 409}, True)
     },
-    "/api/v1/events/": {"get": ({200}, {400}, False)},
+    "/api/v1/events/": {"get": ({200}, {400, 404}, False)},
 }
 
 OPERATIONS = [
@@ -173,8 +173,18 @@ def test_lists_document_their_filters_and_cursor_pagination(schema):
         "/api/v1/events/"
     )
     assert {"after_seq", "cursor", "limit"} <= parameters("/api/v1/threads/{id}/messages/")
-    page = schema["components"]["schemas"]["PaginatedThreadList"]
+    page = schema["components"]["schemas"]["PaginatedThreadSparseList"]
     assert set(page["properties"]) == {"results", "next"}
+
+
+def test_thread_list_items_require_no_field_since_fields_can_omit_any(schema):
+    """A generated client raised KeyError on `?fields=id` items: every field was required."""
+    schemas = schema["components"]["schemas"]
+    page = schemas["PaginatedThreadSparseList"]["properties"]["results"]
+    assert page["items"]["$ref"].endswith("/ThreadSparse")
+    assert "required" not in schemas["ThreadSparse"]
+    assert set(schemas["ThreadSparse"]["properties"]) == set(schemas["Thread"]["properties"])
+    assert "id" in schemas["Thread"]["required"]
 
 
 def test_the_schema_validates_without_warnings(tmp_path):

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from common.errors import InvalidInput
+from common.api.parsers import too_deep, unstorable_string
+from common.errors import InvalidInput, NotFound
 from threads.models import MESSAGE_COLUMNS, Event, Message
 
 METADATA_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -22,6 +23,8 @@ def metadata_filter(params: dict[str, str], *, vendor: str = "postgresql") -> Q:
     each is a containment (`metadata @> {"priority": 1}`), served by the GIN index
     thread_metadata_gin; elsewhere a key lookup (`metadata -> 'priority'`)."""
     condition = Q()
+    if "metadata" in params:
+        condition &= metadata_contains(params["metadata"], vendor=vendor)
     for name, value in params.items():
         if not name.startswith("metadata."):
             continue
@@ -51,6 +54,40 @@ def metadata_filter(params: dict[str, str], *, vendor: str = "postgresql") -> Q:
     return condition
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} is out of range")
+    return value
+
+
+def metadata_contains(raw: str, *, vendor: str = "postgresql") -> Q:
+    """`?metadata=<JSON object>` → the thread's metadata contains it (`metadata @> …`, served
+    by the GIN index thread_metadata_gin). Elsewhere (SQLite has no containment) each
+    top-level key must equal its value."""
+    try:
+        document = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except (ValueError, RecursionError):
+        raise InvalidInput("metadata must be a JSON object.", parameter="metadata") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("metadata must be a JSON object.", parameter="metadata")
+    if too_deep(document) or unstorable_string(document) is not None:  # jsonb refuses those
+        raise InvalidInput(
+            "metadata must not nest deeper than 100 levels or hold NUL or lone surrogates.",
+            parameter="metadata",
+        )
+    if vendor == "postgresql":
+        return Q(metadata__contains=document)
+    condition = Q()
+    for key, value in document.items():
+        condition &= Q(metadata__has_key=key) & Q(**{f"metadata__{key}__exact": value})
+    return condition
+
+
 def _metadata_equals(key: str, value: Any, vendor: str) -> Q:
     if vendor == "postgresql":
         return Q(metadata__contains={key: value})
@@ -71,7 +108,8 @@ def events_after(
         .first()
     )
     if position is None:
-        raise InvalidInput("Unknown event id in 'after'.", parameter="after")
+        # 404, not 400: the request is well formed (any id is), the event it names is missing.
+        raise NotFound("No such event to list after.", parameter="after")
     return queryset.filter(id__gt=position)
 
 

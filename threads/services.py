@@ -24,7 +24,11 @@ from common.errors import (
     ThreadArchived,
     ThreadNotEmpty,
 )
-from sessions_app.selectors import ARCHIVE_BLOCKING_STATUSES, sessions_blocking
+from sessions_app.selectors import (
+    ARCHIVE_BLOCKING_STATUSES,
+    DELETE_BLOCKING_STATUSES,
+    sessions_blocking,
+)
 from threads import events, locks
 from threads.events import thread_event
 from threads.models import (
@@ -220,10 +224,24 @@ def thread_open(*, thread: Thread) -> Thread:
 
 
 def thread_delete(*, thread: Thread) -> None:
-    """Delete, refused while any session is attached (no cascade)."""
+    """Delete, refused while a session that is not archived is attached. Archived sessions
+    are history and go with the thread (their edges, summaries and handoff rows cascade);
+    a session is archived only under the thread's lock, so none can come back meanwhile."""
     with transaction.atomic():
-        _require_no_sessions(locks.lock_thread(thread.pk), op="delete", statuses=None)
-        thread_event(thread, events.THREAD_DELETED, title=thread.title, project=thread.project_id)
+        locked = locks.lock_thread(thread.pk)
+        _require_no_sessions(locked, op="delete", statuses=DELETE_BLOCKING_STATUSES)
+        # Session.thread is RESTRICT (a thread never loses a live session by accident), so
+        # the archived ones are deleted first, through the reverse relation of the FK.
+        archived = locked.sessions.count()
+        if archived:
+            locked.sessions.all().delete()
+        thread_event(
+            thread,
+            events.THREAD_DELETED,
+            title=thread.title,
+            project=thread.project_id,
+            archived_sessions=archived,
+        )
         Thread.objects.filter(pk=thread.pk).delete()
         # Its cached keys and its cold snapshot (kept after a hydrate) go too, after the commit.
         hotcache.on_commit_drop(thread_id=thread.pk)

@@ -4,6 +4,7 @@ data. Keys are stored as SHA-256 hashes; the secret is shown once."""
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 from datetime import timedelta
@@ -13,7 +14,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from threads.models import ApiKey, Project, Tenant
+from common.errors import InvalidInput
+from threads.models import ApiKey, Project, Tenant, WorkspaceBackend
 
 API_KEY_PREFIX = "tl_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -101,13 +103,30 @@ def tenant_create(*, name: str) -> tuple[Tenant, str]:
     return tenant, secret
 
 
+def workspace_backend_require_configured(backend: str | None) -> None:
+    """400 for a backend this server cannot provision, when it is configured (a project's
+    default, a spawn's or handoff's choice) rather than a 503 at the first spawn: git-worktree
+    needs WORKSPACE_GIT_REPO to name a directory. (Whether it is a repository with a commit
+    is git's to say, at provisioning: a 503 with nothing left behind.)"""
+    if backend != WorkspaceBackend.GIT_WORKTREE:
+        return
+    repo = settings.WORKSPACE_GIT_REPO
+    if not repo or not os.path.isdir(repo):
+        problem = "git-worktree needs WORKSPACE_GIT_REPO set on the server" + (
+            f" ({repo} is not a directory)." if repo else "."
+        )
+        raise InvalidInput(problem, fields={"workspace_backend": [problem]})
+
+
 def project_create(*, tenant: Tenant, **fields: Any) -> Project:
+    workspace_backend_require_configured(fields.get("workspace_backend"))
     return Project.objects.create(tenant=tenant, **fields)
 
 
 def project_update(*, project: Project, **fields: Any) -> Project:
     if not fields:
         return project
+    workspace_backend_require_configured(fields.get("workspace_backend"))
     fields["updated_at"] = timezone.now()
     Project.objects.filter(pk=project.pk).update(**fields)
     project.refresh_from_db()

@@ -24,7 +24,61 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        return {**schema, "additionalProperties": False}
+        schema = {**schema, "additionalProperties": False}
+        properties = schema.get("properties", {})
+        for name, field in self.target.fields.items():
+            if name in properties and "$ref" not in properties[name]:
+                properties[name] = {**properties[name], **_array_bounds(field)}
+        # What the serializer refuses that its fields cannot say: `{}` for an edit ("Nothing
+        # to change."), per-field extras (schema_extra) and whole-body variants (schema_one_of).
+        if getattr(self.target, "schema_min_properties", None):
+            schema["minProperties"] = self.target.schema_min_properties
+        for name, extra in getattr(self.target, "schema_extra", {}).items():
+            properties[name] = {**properties[name], **extra}
+        variants = getattr(self.target, "schema_one_of", None)
+        if variants:
+            # Whole objects, one per variant: generators and validators need no merging.
+            return {"oneOf": [_merged(schema, variant) for variant in variants]}
+        return schema
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        # A $ref takes no siblings (OpenAPI 3.0): the variant's schema replaces it.
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and "$ref" not in base[key]:
+            merged[key] = _merged(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _array_bounds(field) -> dict:
+    """minItems/maxItems of a list (many=True serializer or ListField) as DRF enforces them."""
+    if not isinstance(field, serializers.ListSerializer | serializers.ListField):
+        return {}
+    bounds = {}
+    if field.min_length is not None:
+        bounds["minItems"] = field.min_length
+    elif not field.allow_empty:
+        bounds["minItems"] = 1
+    if field.max_length is not None:
+        bounds["maxItems"] = field.max_length
+    return bounds
+
+
+class SparseFieldsExtension(OpenApiSerializerExtension):
+    """A serializer named `…SparseSerializer` answers `?fields=` subsets: its schema is the
+    full one with no field required (a generated client must not expect an omitted key)."""
+
+    target_class = "common.api.serializers.DynamicFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if type(self.target).__name__.endswith("SparseSerializer"):
+            schema = {key: value for key, value in schema.items() if key != "required"}
+        return schema
 
 
 ErrorSerializer = inline_serializer(
@@ -94,10 +148,59 @@ ETAG_HEADER = OpenApiParameter(
     description='The version of the returned resource, quoted (`"3"`). Send it back in '
     "If-Match to make an edit conditional.",
 )
+# `*` or a list of entity-tags, weak ones included (they are well formed and never match).
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$'
 IF_MATCH_HEADER = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": IF_MATCH_PATTERN},
     OpenApiParameter.HEADER,
-    description='An ETag from a previous read (`"3"`); the edit applies only if the version '
-    "is still that one, else 412 stale_version. `*` or absent: unconditional.",
+    description='ETags from previous reads (`"3"`, or a list: `"1", "3"`); the edit applies '
+    "only if the current version's ETag is one of them, else 412 stale_version. Comparison "
+    'is strong: a weak tag (`W/"3"`) never matches. `*` or absent: unconditional. Anything '
+    "else is a 400.",
 )
+
+
+def comma_list_pattern(values: Iterable[str]) -> str:
+    """`a,b` of `values` (empty: no filter), as CommaChoiceFilter and `?fields=` parse it."""
+    one = "|".join(sorted(values))
+    return f"^(({one})(,({one}))*)?$"
+
+
+def comma_list_parameter(name: str, values: Iterable[str], description: str) -> OpenApiParameter:
+    values = sorted(values)
+    return OpenApiParameter(
+        name,
+        {"type": "string", "pattern": comma_list_pattern(values)},
+        description=f"{description} Values: {', '.join(values)}.",
+    )
+
+
+def _needs_body(component: dict) -> bool:
+    """A body the server refuses when absent: `{}` is refused (minProperties), a field is
+    required, or each of its variants requires one."""
+    variants = component.get("oneOf")
+    if variants:
+        return all(_needs_body(variant) for variant in variants)
+    return bool(component.get("minProperties") or component.get("required"))
+
+
+def json_parameters(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: a parameter marked `x-json` is a JSON document in the query string,
+    which OpenAPI says with `content: {application/json: {schema}}` (a `schema` would mean
+    form-style `k,v,k,v`), so generated clients and fuzzers send JSON. And a body the server
+    refuses when absent (_needs_body) is a required body in the schema."""
+    components = result.get("components", {}).get("schemas", {})
+    for methods in result.get("paths", {}).values():
+        for operation in methods.values():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            ref = (body or {}).get("schema", {}).get("$ref", "")
+            if _needs_body(components.get(ref.rsplit("/", 1)[-1], {})):
+                operation["requestBody"]["required"] = True
+            for parameter in operation.get("parameters", []):
+                if parameter.pop("x-json", False):
+                    schema = parameter.pop("schema")
+                    parameter.pop("style", None)
+                    parameter.pop("explode", None)
+                    parameter["content"] = {"application/json": {"schema": schema}}
+    return result

@@ -228,6 +228,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.api.schema.json_parameters",
+    ],
     "AUTHENTICATION_WHITELIST": [],
     # Many models have a `status`; name each choice set instead of letting it be hashed.
     "ENUM_NAME_OVERRIDES": {

@@ -13,6 +13,24 @@ MAX_RECIPIENTS = 1000
 
 
 class HandoffCreateSerializer(StrictSerializer):
+    # What the service checks (in its order) said in the schema: one recipient for a single
+    # handoff, two or more for a broadcast, never the same actor twice. (`mode` by a pattern,
+    # not an enum: drf-spectacular's enum hook would fold an enum back into ModeEnum.)
+    schema_extra = {"recipients": {"minItems": 1, "uniqueItems": True}}
+    schema_one_of = [
+        {
+            "properties": {
+                "mode": {"type": "string", "pattern": "^single$"},
+                "recipients": {"maxItems": 1},
+            }
+        },
+        {
+            "properties": {
+                "mode": {"type": "string", "pattern": "^broadcast$"},
+                "recipients": {"minItems": 2},
+            }
+        },
+    ]
     mode = serializers.ChoiceField(choices=HandoffMode.choices)
     source_session = serializers.CharField(max_length=20)
     expected_owner_version = StrictIntegerField(min_value=0, max_value=2**62)

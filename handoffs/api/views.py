@@ -16,6 +16,7 @@ from handoffs.api.serializers import (
     handoff_representation,
 )
 from handoffs.models import Handoff
+from threads import tenancy
 from threads.api.views import validated
 
 
@@ -51,6 +52,7 @@ class HandoffViewSet(mixins.RetrieveModelMixin, TenantScopedViewSet):
 
     def create(self, request: Request) -> Response:
         data = validated(HandoffCreateSerializer, request.data)
+        tenancy.workspace_backend_require_configured(data.get("workspace_backend"))
         result = services.handoff_execute(
             tenant=self.tenant,
             mode=data["mode"],

@@ -294,7 +294,7 @@ class SessionSummaryInSerializer(StrictSerializer):
         child=serializers.CharField(max_length=4000), max_length=200, required=False, default=list
     )
     deliverables = serializers.ListField(
-        child=serializers.JSONField(), max_length=200, required=False, default=list
+        child=serializers.JSONField(allow_null=True), max_length=200, required=False, default=list
     )
 
 

@@ -13,7 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.schema import errors
+from common.api.schema import comma_list_parameter, errors
 from common.api.viewsets import TenantScopedViewSet
 from sessions_app import selectors, spawn, summaries, transitions
 from sessions_app.api.filters import SessionFilter
@@ -31,7 +31,8 @@ from sessions_app.api.serializers import (
     SessionWithEdgeSerializer,
     TurnSettleSerializer,
 )
-from sessions_app.models import Session
+from sessions_app.models import Session, SessionStatus
+from threads import tenancy
 from threads.api.views import validated
 from threads.conversation.queue import queue_count
 
@@ -66,8 +67,14 @@ def with_edge_response(session, subsession) -> Response:
     list=extend_schema(
         summary="List sessions",
         parameters=[
-            OpenApiParameter("thread", str, description="Only this thread's sessions."),
-            OpenApiParameter("status", str, description="One status or a comma list."),
+            OpenApiParameter(
+                "thread",
+                {"type": "string", "maxLength": 20},
+                description="Only this thread's sessions.",
+            ),
+            comma_list_parameter(
+                "status", SessionStatus.values, "One status or a comma list, e.g. `idle,active`."
+            ),
         ],
         responses={200: SessionSerializer(many=True), **errors(400)},
     ),
@@ -176,6 +183,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
     def spawn(self, request: Request, pk: str) -> Response:
         session = self.get_object()
         data = validated(SessionSpawnSerializer, request.data)
+        tenancy.workspace_backend_require_configured(data.get("workspace_backend"))
         child, edge = spawn.session_spawn(
             session=session,
             actor=data["actor"],
@@ -185,6 +193,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     @extend_schema(
         summary="The session's sub-sessions, each with its child session",
+        filters=False,  # the list filters of GET /sessions/ do not apply here
         responses={200: SessionChildSerializer(many=True), **errors(400, 404)},
     )
     @action(detail=True, methods=["get"])

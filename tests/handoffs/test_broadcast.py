@@ -66,7 +66,13 @@ def test_a_width_of_nine_over_eight_is_refused_with_no_side_effects(api, session
         broadcast(api, session, [agent(n) for n in range(9)]), 409, "capacity_exceeded"
     )
 
-    assert details == {"dimension": "width", "current": 9, "limit": 8, "session": session.pk}
+    assert details == {
+        "dimension": "width",
+        "current": 0,
+        "requested": 9,
+        "limit": 8,
+        "session": session.pk,
+    }
     _nothing_happened(session)
 
 
@@ -84,7 +90,7 @@ def test_existing_children_count_towards_the_width(api, session):
     details = assert_error(
         broadcast(api, session, [agent(1), agent(2), agent(3)]), 409, "capacity_exceeded"
     )
-    assert (details["current"], details["limit"]) == (9, 8)
+    assert (details["current"], details["requested"], details["limit"]) == (6, 3, 8)
 
 
 def test_an_empty_list_is_400(api, session):
@@ -147,3 +153,17 @@ def test_merge_on_an_archived_thread_is_409_and_for_an_outsider_404(api, outside
 
     Thread.objects.filter(pk=session.thread_id).update(status="archived")
     assert_error(api.post(url(session, "merge")), 409, "thread_archived")
+
+
+def test_a_single_handoff_takes_no_width_slot_then_or_later(api, project, session):
+    """README: the width cap applies to spawns and broadcasts; a single handoff replaces the
+    owner. At width 2, a session with one single handoff behind it still broadcasts to two."""
+    project.max_delegation_width = 2
+    project.save(update_fields=["max_delegation_width"])
+    single = handoff(api, session, [agent("next")])
+    assert single.status_code == 201, single.content
+    session.refresh_from_db()
+
+    response = broadcast(api, session, [agent(1), agent(2)], version=session.owner_version)
+
+    assert response.status_code == 201, response.content

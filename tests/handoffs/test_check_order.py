@@ -66,7 +66,13 @@ def test_the_width_is_refused_before_the_version(api, session):
 
     details = assert_error(broadcast(api, session, NINE, version=3), 409, "capacity_exceeded")
 
-    assert details == {"dimension": "width", "current": 9, "limit": 8, "session": session.pk}
+    assert details == {
+        "dimension": "width",
+        "current": 0,
+        "requested": 9,
+        "limit": 8,
+        "session": session.pk,
+    }
     assert everything() == before  # not a row written, not an event recorded
 
 

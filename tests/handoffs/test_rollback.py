@@ -90,7 +90,9 @@ def test_a_failing_dispose_during_rollback_does_not_mask_the_first_error(
 
 
 def test_a_single_handoff_with_no_usable_backend_rolls_back(api, session, settings, workspace_root):
-    settings.WORKSPACE_GIT_REPO = str(workspace_root.parent / "missing")
+    plain = workspace_root.parent / "plain"  # a directory but no repository: git fails
+    plain.mkdir(exist_ok=True)
+    settings.WORKSPACE_GIT_REPO = str(plain)
 
     response = handoff(api, session, [AGENT], workspace_backend="git-worktree")
 
@@ -126,3 +128,16 @@ def test_a_lease_that_expires_during_provisioning_rolls_back(api, session, git_r
     assert worktrees(git_repo) == []
     assert Workspace.objects.get().status == "disposed"
     assert Handoff.objects.get().outcome == "rolled_back"
+
+
+def test_a_git_worktree_handoff_without_a_repository_is_400_and_writes_nothing(
+    api, session, settings
+):
+    settings.WORKSPACE_GIT_REPO = ""
+
+    response = handoff(api, session, [AGENT], workspace_backend="git-worktree")
+
+    details = assert_error(response, 400, "validation_error")
+    assert "WORKSPACE_GIT_REPO" in details["fields"]["workspace_backend"][0]
+    _source_untouched(session)
+    assert not Handoff.objects.exists()

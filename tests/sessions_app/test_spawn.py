@@ -128,7 +128,13 @@ def test_width_allows_the_limit_and_refuses_one_more(api, session):
 
     details = assert_error(spawn(api, session, agent(9)), 409, "capacity_exceeded")
 
-    assert details == {"dimension": "width", "current": 9, "limit": 8, "session": session.id}
+    assert details == {
+        "dimension": "width",
+        "current": 8,
+        "requested": 1,
+        "limit": 8,
+        "session": session.id,
+    }
     assert SubSession.objects.filter(parent=session).count() == 8
     assert Session.objects.count() == 9
 
@@ -167,8 +173,12 @@ def test_a_failed_workspace_rolls_the_spawn_back(api, project, session, git_repo
     assert worktrees(git_repo) == [retry.json()["session"]["workspace"]["path"]]
 
 
-def test_repeated_spawn_failures_leave_nothing_behind(api, session, settings, workspace_root):
-    settings.WORKSPACE_GIT_REPO = ""
+def test_repeated_spawn_failures_leave_nothing_behind(
+    api, session, settings, workspace_root, tmp_path
+):
+    plain = tmp_path / "plain"  # a directory, but no git repository: git fails at provisioning
+    plain.mkdir()
+    settings.WORKSPACE_GIT_REPO = str(plain)
 
     for _ in range(3):
         assert_error(
@@ -239,3 +249,16 @@ def test_interventions_take_no_width_slot(api, project, session):
     summaries.session_intervene(session=session, actor=USER)
 
     assert spawn(api, session).status_code == 201
+
+
+def test_a_git_worktree_spawn_without_a_repository_is_400_before_anything(api, session, settings):
+    """The server cannot provision it at all: bad input (400), not an outage (503)."""
+    settings.WORKSPACE_GIT_REPO = ""
+
+    details = assert_error(
+        spawn(api, session, workspace_backend="git-worktree"), 400, "validation_error"
+    )
+
+    assert "WORKSPACE_GIT_REPO" in details["fields"]["workspace_backend"][0]
+    assert SubSession.objects.count() == 0
+    assert not Workspace.objects.exists()

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, transaction
 
 from common.errors import ThreadArchived, ThreadNotEmpty
-from sessions_app import transitions
-from sessions_app.models import Session
+from sessions_app import spawn, transitions
+from sessions_app.models import Session, SubSession
 from tests.conftest import assert_error
 from tests.sessions_app.fixtures import USER
 from threads import services as thread_services
@@ -93,14 +93,29 @@ def test_the_blocking_sample_is_capped_at_50_with_the_total(api, thread):
     assert details["total_blocking_sessions"] == 53
 
 
-def test_delete_is_refused_while_any_session_is_attached(api, thread, session):
-    transitions.session_archive(session=session)
-
+def test_delete_is_refused_while_a_session_that_is_not_archived_is_attached(api, thread, session):
     details = assert_error(api.delete(f"/api/v1/threads/{thread.id}/"), 409, "thread_not_empty")
 
-    assert details["blocking_sessions"] == [{"id": session.id, "status": "archived"}]
+    assert details["blocking_sessions"] == [{"id": session.id, "status": "idle"}]
     assert details["total_blocking_sessions"] == 1
     assert Thread.objects.filter(pk=thread.pk).exists()
+
+
+def test_a_thread_whose_sessions_are_all_archived_is_deleted_with_them(api, thread, session):
+    """Was impossible: archived sessions blocked the delete and sessions cannot be deleted."""
+    child, _ = spawn.session_spawn(session=session, actor={"kind": "agent", "id": "c"})
+    transitions.session_fail(session=child)  # a spawned child starts active
+    transitions.session_archive(session=child)
+    transitions.session_archive(session=session)
+
+    response = api.delete(f"/api/v1/threads/{thread.id}/")
+
+    assert response.status_code == 204, response.content
+    assert not Thread.objects.filter(pk=thread.pk).exists()
+    assert not Session.objects.filter(pk__in=[session.pk, child.pk]).exists()
+    assert not SubSession.objects.filter(parent_id=session.pk).exists()
+    deleted = api.get("/api/v1/events/", {"thread": thread.id, "kind": "thread.deleted"})
+    assert deleted.json()["results"][0]["payload"]["archived_sessions"] == 2
 
 
 def test_a_thread_without_sessions_can_be_deleted(api, thread):

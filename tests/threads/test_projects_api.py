@@ -23,7 +23,8 @@ def test_creating_a_project_applies_the_capacity_defaults(api):
     assert Project.objects.get(pk=body["id"]).tenant == api.tenant
 
 
-def test_creating_a_project_accepts_every_capacity_field(api):
+def test_creating_a_project_accepts_every_capacity_field(api, settings, tmp_path):
+    settings.WORKSPACE_GIT_REPO = str(tmp_path)
     response = api.post(
         URL,
         {
@@ -88,7 +89,11 @@ def test_a_project_refuses_unknown_fields_and_bad_values(api, project):
         {"name": "x", "max_delegation_depth": -1},
         {"name": "x", "max_delegation_width": 10**30},
         {"name": "x", "max_delegation_depth": "four"},
+        {"name": "x", "max_delegation_depth": "4"},
+        {"name": "x", "max_delegation_depth": 4.0},
+        {"name": "x", "max_delegation_depth": True},
         {"name": ""},
+        {"name": 0},
         {"name": {"first": "x"}},
     ):
         assert_error(api.post(URL, body), 400, "validation_error")
@@ -151,3 +156,36 @@ def test_sub_session_retention_is_set_and_cleared_through_the_api(api, project):
         400,
         "validation_error",
     )
+
+
+def test_strings_are_strings_and_choice_errors_list_the_choices(api, project):
+    """{"name": 0} was stored as "0"; a bad choice did not say which were valid."""
+    details = assert_error(api.patch(f"{URL}{project.id}/", {"name": 0}), 400, "validation_error")
+    assert details == {"fields": {"name": ["Must be a string."]}}
+
+    details = assert_error(
+        api.post(URL, {"name": "x", "workspace_backend": "ftp"}), 400, "validation_error"
+    )
+    assert details == {
+        "fields": {"workspace_backend": ['"ftp" is not one of none, directory, git-worktree.']}
+    }
+    project.refresh_from_db()
+    assert project.name != "0"
+
+
+def test_a_git_worktree_project_without_a_repository_is_refused_when_configured(
+    api, project, settings
+):
+    """Refused with 400 when the project is configured, not with 503 at its first spawn."""
+    settings.WORKSPACE_GIT_REPO = ""
+
+    for response in (
+        api.post(URL, {"name": "x", "workspace_backend": "git-worktree"}),
+        api.patch(f"{URL}{project.id}/", {"workspace_backend": "git-worktree"}),
+    ):
+        details = assert_error(response, 400, "validation_error")
+        assert "WORKSPACE_GIT_REPO" in details["fields"]["workspace_backend"][0]
+
+    assert Project.objects.count() == 1
+    project.refresh_from_db()
+    assert project.workspace_backend == "none"

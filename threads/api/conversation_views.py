@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.api.pagination import CursorPagination, limit_schema, parse_limit
+from common.api.pagination import CURSOR_PATTERN, CursorPagination, limit_schema, parse_limit
 from common.api.schema import errors
 from common.api.viewsets import TenantScopedViewSet
 from common.errors import NotFound
@@ -37,8 +37,21 @@ COMPACTION_ID = r"(?P<compaction_id>cmp_[0-9a-z]{1,64})"
 # Any plausible id answers 204 when unknown; the class keeps NUL and the like out of SQL.
 QUEUED_ID = r"(?P<item_id>[0-9A-Za-z_.-]{1,128})"
 PAGE_PARAMS = [
-    OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": CURSOR_PATTERN},
+        description="The `next` of the previous page.",
+    ),
     OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
+]
+# Pages of messages continue after a seq: their cursor is that seq.
+SEQ_PAGE_PARAMS = [
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": r"^[0-9]{1,18}$"},
+        description="The `next` of the previous page (a seq).",
+    ),
+    PAGE_PARAMS[1],
 ]
 
 
@@ -117,7 +130,7 @@ class ThreadConversationViewSet(TenantScopedViewSet):
 
     @extend_schema(
         summary="The original messages a compaction archived, in seq order",
-        parameters=PAGE_PARAMS,
+        parameters=SEQ_PAGE_PARAMS,
         responses={
             200: MessagePageSerializer,
             **errors(400, 404, 503, conflicts=("compaction_not_succeeded",)),
@@ -126,8 +139,9 @@ class ThreadConversationViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"], url_path=f"compactions/{COMPACTION_ID}/originals")
     def originals(self, request: Request, pk: str, compaction_id: str) -> Response:
         found = self._compaction(compaction_id)
-        raw_after = request.query_params.get("cursor") or "0"
-        if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > 2**62:
+        raw_after = request.query_params.get("cursor", "0")
+        # As SEQ_PAGE_PARAMS publishes: a seq of 1–18 ASCII digits.
+        if not (raw_after.isascii() and raw_after.isdigit() and len(raw_after) <= 18):
             raise ValidationError({"cursor": ["Invalid cursor."]})
         limit = parse_limit(request.query_params.get("limit"), default=100)
         after = int(raw_after)

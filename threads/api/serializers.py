@@ -108,6 +108,11 @@ class ThreadSerializer(DynamicFieldsMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ThreadSparseSerializer(ThreadSerializer):
+    """GET /threads/'s items: a Thread whose fields may be cut down by `?fields=`, so none is
+    required in its schema (SparseFieldsExtension); without `fields` every one is present."""
+
+
 class ThreadCreateSerializer(StrictSerializer):
     project = serializers.CharField(max_length=20)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
@@ -130,6 +135,7 @@ class WarmingSettingsWrite(StrictSerializer):
 
 
 class ThreadUpdateSerializer(StrictSerializer):
+    schema_min_properties = 1  # `{}` is a 400 (validate below)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False)
     metadata = serializers.DictField(required=False)
     reasoning_effort = serializers.ChoiceField(choices=ReasoningEffort.choices, required=False)

@@ -16,13 +16,20 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.api.etags import expected_version
 from common.api.pagination import CursorPagination, limit_schema, parse_limit
 from common.api.schema import ETAG_HEADER, IF_MATCH_HEADER, errors
 from common.api.serializers import representer, validator
 from common.api.viewsets import TenantScopedViewSet
-from common.errors import StaleVersion
 from threads import history, selectors, services, tenancy
 from threads.api.filters import EventFilter, ThreadFilter
+from threads.api.parameters import (
+    FIELDS_PARAM,
+    LIFECYCLE_PARAM,
+    METADATA_FILTER_DOC,
+    METADATA_PARAM,
+    Q_PARAM,
+)
 from threads.api.serializers import (
     AppendResultSerializer,
     EventSerializer,
@@ -35,6 +42,7 @@ from threads.api.serializers import (
     StateSerializer,
     ThreadCreateSerializer,
     ThreadSerializer,
+    ThreadSparseSerializer,
     ThreadUpdateSerializer,
     TruncateResultSerializer,
     TruncateSerializer,
@@ -90,20 +98,6 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 # --- Threads ---------------------------------------------------------------------------
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """If-Match → the expected version; None when absent or `*`. An unparsable value can
-    match no version, so it fails like a stale one."""
-    if header is None:
-        return None
-    value = header.strip()
-    if value == "*":
-        return None
-    value = value.removeprefix("W/").strip('"')
-    if not (value.isascii() and value.isdigit()):  # str.isdigit() also accepts "²"
-        raise StaleVersion(expected=header, actual=None)
-    return int(value)
-
-
 _thread_representation = representer(ThreadSerializer)
 _validate_batch = validator(MessageBatchSerializer)
 _validate_create = validator(ThreadCreateSerializer)
@@ -130,27 +124,14 @@ HISTORY_CALL_COLUMNS = (
     "token_estimate",
     "last_flushed_at",
 )
-FIELDS_PARAM = OpenApiParameter(
-    "fields", str, description="Comma-separated fields to return, e.g. `id,title,status`."
-)
-LIFECYCLE_PARAM = OpenApiParameter(
-    "lifecycle", str, description="One lifecycle or a comma list, e.g. `active,idle`."
-)
-# Not an OpenApiParameter: OpenAPI has no parameter whose name is a pattern, and one named
-# literally `metadata.<key>` is a parameter every client (and fuzzer) would send as is → 400.
-METADATA_FILTER_DOC = (
-    "Filter on metadata with `metadata.<key>=<value>` (any number of them): the key equals "
-    "the value as a string or as a JSON scalar, e.g. `?metadata.customer=acme&metadata.tier=2`. "
-    "Keys are 1–64 letters, digits, `_`, `-` or `.`."
-)
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="List threads",
         description=METADATA_FILTER_DOC,
-        parameters=[FIELDS_PARAM, LIFECYCLE_PARAM],
-        responses={200: ThreadSerializer(many=True), **errors(400)},
+        parameters=[FIELDS_PARAM, LIFECYCLE_PARAM, Q_PARAM, METADATA_PARAM],
+        responses={200: ThreadSparseSerializer(many=True), **errors(400)},
     ),
     retrieve=extend_schema(
         summary="Get a thread (ETag: its version)",
@@ -197,7 +178,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         if self.action == "list":
             raw = self.request.query_params.get("fields")
             if raw:
-                kwargs["fields"] = [f.strip() for f in raw.split(",") if f.strip()]
+                kwargs["fields"] = raw.split(",")  # as FIELDS_PARAM's pattern: no spaces
         return super().get_serializer(*args, **kwargs)
 
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -216,7 +197,9 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def partial_update(self, request: Request, pk: str) -> Response:
         thread = self.get_object()
         changes = validated(ThreadUpdateSerializer, request.data)
-        expected = parse_if_match(request.headers.get("If-Match"))
+        # The tag is checked against the version read here; the conditional UPDATE on that
+        # version then makes the check hold until the write (a concurrent edit → 412).
+        expected = expected_version(request.headers.get("If-Match"), current=thread.version)
         thread = services.thread_update(thread=thread, changes=changes, expected_version=expected)
         return thread_response(thread)
 
@@ -296,10 +279,14 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         parameters=[
             OpenApiParameter(
                 "after_seq",
-                {"type": "integer", "minimum": 0, "maximum": 2**62},
+                {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
                 description="Only messages after this seq.",
             ),
-            OpenApiParameter("cursor", str, description="The `next` of the previous page."),
+            OpenApiParameter(
+                "cursor",
+                {"type": "string", "pattern": r"^[0-9]{1,18}$"},
+                description="The `next` of the previous page (a seq; wins over after_seq).",
+            ),
             OpenApiParameter("limit", limit_schema(), description="1 to 1000 (default 100)."),
         ],
         responses={200: MessagePageSerializer, **errors(400, 404, hydrates=True)},
@@ -354,11 +341,17 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     def _list_messages(self, request: Request, thread: Thread) -> HttpResponse:
         # The cursor (a `next`) wins over after_seq; a bad value is blamed on the one used.
-        name = "cursor" if request.query_params.get("cursor") else "after_seq"
-        raw_after = request.query_params.get(name) or "0"
-        if not (raw_after.isascii() and raw_after.isdigit()) or int(raw_after) > 2**62:
-            problem = "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
-            raise ValidationError({name: [problem]})
+        params = request.query_params
+        # What the schema publishes for both: 1–18 ASCII digits (never above 2**62), else a
+        # 400 naming the bad one, even when the cursor wins and after_seq is not used.
+        for name in ("after_seq", "cursor"):
+            raw = params.get(name)
+            if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+                problem = (
+                    "Invalid cursor." if name == "cursor" else "Must be a non-negative integer."
+                )
+                raise ValidationError({name: [problem]})
+        raw_after = params.get("cursor") or params.get("after_seq") or "0"
         limit = parse_limit(request.query_params.get("limit"), default=100)
         page, next_seq = pages.messages_page_json(
             thread=thread, after_seq=int(raw_after), limit=limit
@@ -431,10 +424,12 @@ class EventPagination(CursorPagination):
     list=extend_schema(
         summary="The audit trail",
         parameters=[
-            OpenApiParameter("after", str, description="Only events after this event id."),
+            OpenApiParameter(
+                "after", str, description="Only events after this event id (unknown: 404)."
+            ),
             OpenApiParameter("kind", str, description="One kind or a comma list."),
         ],
-        responses={200: EventSerializer(many=True), **errors(400)},
+        responses={200: EventSerializer(many=True), **errors(400, 404)},
     ),
 )
 class EventViewSet(mixins.ListModelMixin, TenantScopedViewSet):
