@@ -98,8 +98,9 @@ import config.urls as urls
 def boom(request):
     raise RuntimeError("secret-in-traceback")
 
-urls.urlpatterns.append(path("boom/", boom))
-urls.urlpatterns.append(path("api/v1/boom/", boom))
+# first: the API's catch-all (any other path under /api/ is a JSON 404) would answer before
+urls.urlpatterns.insert(0, path("boom/", boom))
+urls.urlpatterns.insert(0, path("api/v1/boom/", boom))
 client = Client(raise_request_exception=False, SERVER_NAME="api.example.com")
 for url in ("/boom/", "/api/v1/boom/"):
     r = client.get(url, secure=True)
