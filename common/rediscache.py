@@ -40,10 +40,12 @@ def client():
 def run(what: str, operation: Callable[[Any], Any], default: Any = None) -> Any:
     """Run `operation(client)`; on any Redis failure trip the breaker (one warning per
     period) and return `default` — the caller then does without Redis."""
-    redis_client = client()
-    if redis_client is None:
-        return default
     try:
+        # Connecting is inside: a Redis Cluster client connects when it is made, and with no
+        # node answering that raises here (common/redis_cluster.py), not in the operation.
+        redis_client = client()
+        if redis_client is None:
+            return default
         result = operation(redis_client)
     except Exception as exc:  # redis errors, socket errors, a bad value in a key
         redis_breaker.trip(location(), exc, what=what)

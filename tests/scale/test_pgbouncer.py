@@ -64,7 +64,15 @@ def test_the_api_flow_works_through_pgbouncer_in_transaction_mode(served, pgboun
             http.call(
                 "POST",
                 f"{base}/messages",
-                {"messages": [{"id": f"m{i}", "role": "user", "content": f"t{i}"}]},
+                {
+                    "messages": [
+                        {
+                            "id": f"m{i}",
+                            "role": "user",
+                            "content": f"Message {i} is about step {i} of the deployment plan.",
+                        }
+                    ]
+                },
             )
         )
     # a repeated id stores nothing (the paging below finds 15 contiguous seqs)
@@ -72,7 +80,15 @@ def test_the_api_flow_works_through_pgbouncer_in_transaction_mode(served, pgboun
         http.call(
             "POST",
             f"{base}/messages",
-            {"messages": [{"id": "m3", "role": "user", "content": "t3"}]},
+            {
+                "messages": [
+                    {
+                        "id": "m3",
+                        "role": "user",
+                        "content": "Message 3 is about step 3 of the deployment plan.",
+                    }
+                ]
+            },
         )
     )
 

@@ -145,6 +145,16 @@ def test_a_stalled_run_that_lost_its_lease_to_the_backstop_commits_nothing(
     assert [m["id"] for m in originals["results"]] == [f"m{i}" for i in range(15)]
 
 
+def hung_s3(proxy) -> dict[str, str]:
+    """The worker's S3 through the stalling proxy, with a read timeout longer than the test
+    (the default fails a hung call within ~5 s, before the lease could matter)."""
+    return {
+        "AWS_S3_ENDPOINT_URL": proxy.url,
+        "AWS_S3_READ_TIMEOUT": "120",
+        "AWS_S3_MAX_ATTEMPTS": "1",
+    }
+
+
 def flushed_events(thread) -> int:
     return Event.objects.filter(thread_id=thread.pk, kind="thread.flushed").count()
 
@@ -155,7 +165,7 @@ def test_a_killed_flush_blocks_explicit_flushes_only_for_the_lease(api, project,
     append(thread, say(30))
     proxy = StallingProxy(s3.port)
     try:
-        env = worker_env(s3=s3) | short_leases | {"AWS_S3_ENDPOINT_URL": proxy.url}
+        env = worker_env(s3=s3) | short_leases | hung_s3(proxy)
         proxy.stall()
         with celery_worker(extra_env=env) as worker:
             cutoff = (timezone.now() + timedelta(hours=1)).isoformat()
@@ -192,7 +202,7 @@ def test_a_slow_flush_keeps_its_lease_and_finishes_once(api, project, s3, short_
     append(thread, say(10))
     proxy = StallingProxy(s3.port)
     try:
-        env = worker_env(s3=s3) | short_leases | {"AWS_S3_ENDPOINT_URL": proxy.url}
+        env = worker_env(s3=s3) | short_leases | hung_s3(proxy)
         proxy.stall()
         with celery_worker(extra_env=env):
             cutoff = (timezone.now() + timedelta(hours=1)).isoformat()

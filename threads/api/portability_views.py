@@ -57,7 +57,12 @@ def _read_body(request: Request) -> bytes:
 
 
 IMPORT_PARAMS = [
-    OpenApiParameter("project", str, required=True, description="The project to import into."),
+    OpenApiParameter(
+        "project",
+        {"type": "string", "minLength": 1},
+        required=True,
+        description="The project to import into.",
+    ),
     OpenApiParameter(
         "source",
         {"type": "string", "enum": ["auto", *FORMATS]},

@@ -391,7 +391,7 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         responses={
             **THREAD,
             **errors(
-                404, 503, conflicts=["thread_generating", "thread_busy", "cold_object_changed"]
+                400, 404, 503, conflicts=["thread_generating", "thread_busy", "cold_object_changed"]
             ),
         },
     )
