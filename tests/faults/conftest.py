@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import PrivatePostgres, PrivateRedis, TcpProxy, manage, project_env
+from tests.faults.harness import PrivatePostgres, PrivateRedis, manage, project_env
+from tests.proxy import TcpProxy
 from tests.s3 import MotoServer
 
 

@@ -1,7 +1,8 @@
-"""Real faults for the fault tests: a TCP proxy that can stall or close, a private
-redis-server (SIGSTOP/SIGCONT), a private PostgreSQL cluster (initdb'd into a temp dir, run as
-the `postgres` user when we are root; restartable) and gunicorn served with the repository's
-gunicorn.conf.py. Nothing here touches the machine's shared PostgreSQL or Redis.
+"""Real faults for the fault tests: a private redis-server (SIGSTOP/SIGCONT), a private
+PostgreSQL cluster (initdb'd into a temp dir, run as the `postgres` user when we are root;
+restartable) and gunicorn served with the repository's gunicorn.conf.py; the TCP proxy that
+stalls or closes is tests/proxy.py. Nothing here touches the machine's shared PostgreSQL or
+Redis.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,91 +38,6 @@ def wait_until(condition, *, timeout: float, what: str, interval: float = 0.1):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
-
-
-# --- TCP proxy ---------------------------------------------------------------------------
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target. `stall()`: connections stay open but nothing is
-    forwarded either way (a hung dependency); `close()`: every connection is reset and new
-    ones are refused at once; `resume()`: back to forwarding (new connections)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.mode = "pass"
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener.settimeout(0.2)
-        self._running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while self._running:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            if self.mode == "close":
-                client.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
-                client.close()
-                continue
-            with self._lock:
-                self._conns.append(client)
-            if self.mode == "stall":
-                continue  # accepted, never answered
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns.append(upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                while self.mode == "stall":
-                    time.sleep(0.05)  # hold the bytes: the peer waits forever
-                if self.mode == "close":
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def stall(self) -> None:
-        self.mode = "stall"
-
-    def close(self) -> None:
-        self.mode = "close"
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def resume(self) -> None:
-        if self.mode == "stall":
-            self.close()  # stalled connections are dead to their clients anyway
-        self.mode = "pass"
-
-    def shutdown(self) -> None:
-        self._running = False
-        self.close()
-        self._listener.close()
 
 
 # --- Private redis-server ----------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from tasks.tasks import flush_idle_threads
-from tests.scale.proxy import StallingProxy
+from tests.proxy import TcpProxy
 from tests.threads.conversation.helpers import append, events, history, say, worker_env
 from tests.workers import celery_worker, kill_worker, wait_for
 from threads import services
@@ -159,17 +159,11 @@ def flushed_events(thread) -> int:
     return Event.objects.filter(thread_id=thread.pk, kind="thread.flushed").count()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: since the conditional cold write (issue 13) a flush hung behind a "
-    "stalled S3 no longer holds its lease in this setup; an explicit flush meanwhile answers "
-    "200 instead of 409 (issue 10 stays open for it)",
-)
 def test_a_killed_flush_blocks_explicit_flushes_only_for_the_lease(api, project, s3, short_leases):
     # given: the sweep's flush on a worker, hung in the S3 write behind a stalled proxy
     thread = services.thread_create(tenant=api.tenant, project_id=project.id)
     append(thread, say(30))
-    proxy = StallingProxy(s3.port)
+    proxy = TcpProxy(s3.port)
     try:
         env = worker_env(s3=s3) | short_leases | hung_s3(proxy)
         proxy.stall()
@@ -186,7 +180,7 @@ def test_a_killed_flush_blocks_explicit_flushes_only_for_the_lease(api, project,
             kill_worker(worker)
         killed_at = time.monotonic()
     finally:
-        proxy.close()
+        proxy.shutdown()
 
     # then: an explicit flush goes through once the lease has expired
     wait_for(
@@ -202,17 +196,11 @@ def test_a_killed_flush_blocks_explicit_flushes_only_for_the_lease(api, project,
     assert [m["id"] for m in page["results"]] == [f"m{i}" for i in range(30)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: since the conditional cold write (issue 13) a flush hung behind a "
-    "stalled S3 no longer holds its lease in this setup; an explicit flush meanwhile answers "
-    "200 instead of 409 (issue 10 stays open for it)",
-)
 def test_a_slow_flush_keeps_its_lease_and_finishes_once(api, project, s3, short_leases):
     # given: the sweep's flush hung in the S3 write for twice the lease
     thread = services.thread_create(tenant=api.tenant, project_id=project.id)
     append(thread, say(10))
-    proxy = StallingProxy(s3.port)
+    proxy = TcpProxy(s3.port)
     try:
         env = worker_env(s3=s3) | short_leases | hung_s3(proxy)
         proxy.stall()
@@ -225,10 +213,10 @@ def test_a_slow_flush_keeps_its_lease_and_finishes_once(api, project, s3, short_
                 assert api.post(f"/api/v1/threads/{thread.id}/flush").status_code == 409
                 time.sleep(1)
             # when: S3 answers again
-            proxy.resume()
+            proxy.resume(release=True)
             wait_for(lambda: Thread.objects.get(pk=thread.pk).tier == "cold")
     finally:
-        proxy.close()
+        proxy.shutdown()
     # then: flushed once, by the sweep
     assert flushed_events(thread) == 1
     page = api.get(f"/api/v1/threads/{thread.id}/messages?limit=100").json()

@@ -119,51 +119,72 @@ def thread_import(
     thread = _thread(plan, tenant, project_id, thread_id, rows, title)
     compactions, archives = _compactions(plan, thread)
     try:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    thread.save(force_insert=True)
-            except IntegrityError:
-                existing = Thread.objects.filter(pk=thread_id, tenant=tenant).first()
-                if existing is None:
-                    raise
-                _discard(archives)
-                return Imported(thread=existing, created=False, format=plan.format)
-            tiers.insert_messages(thread.pk, rows)
-            Compaction.objects.bulk_create(compactions)
-            renamed = {old: c.pk for old, c in zip(_old_ids(plan), compactions, strict=True)}
-            CompactedMessageId.objects.bulk_create(
-                [
-                    CompactedMessageId(
-                        thread_id=thread.pk,
-                        message_id=message_id,
-                        seq=seq,
-                        compaction_id=renamed.get(compaction_id),
-                    )
-                    for message_id, seq, compaction_id in plan.compacted_ids
-                ],
-                batch_size=1000,
-            )
-            if shares_key and tag is not None:
-                shared.tag_record(thread_id=thread.pk, key=cold_key, etag=tag)
-            event_record(
-                tenant_id=tenant.pk,
-                kind=events.THREAD_IMPORTED,
-                thread_id=thread.pk,
-                payload={
-                    "format": plan.format,
-                    "messages": len(rows),
-                    "sha256": plan.digest,
-                    **({"cold_key": cold_key} if cold_key else {}),
-                },
-            )
+        winner = _insert(
+            thread, rows, compactions, plan, tag=tag, cold_key=cold_key, shares_key=shares_key
+        )
     except IntegrityError as exc:  # e.g. an id the document repeats in compacted_ids
         _discard(archives)
         raise InvalidDocument("$.compacted_ids", f"conflicts with the messages: {exc}") from None
     except Exception:
         _discard(archives)
         raise
+    if winner is not None:  # a racing import of the same document made the thread first
+        _discard(archives)  # after the transaction: a cold-storage delete
+        return Imported(thread=winner, created=False, format=plan.format)
     return Imported(thread=thread, created=True, format=plan.format)
+
+
+def _insert(
+    thread: Thread,
+    rows: list[Row],
+    compactions: list[Compaction],
+    plan: Plan,
+    *,
+    tag: str | None,
+    cold_key: str | None,
+    shares_key: bool,
+) -> Thread | None:
+    """The import's one transaction: the thread, its rows, compactions, compacted ids, the
+    shared object's tag and the event — or, when a racing import of the same document made
+    the thread first, that thread (nothing written)."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                thread.save(force_insert=True)
+        except IntegrityError:
+            existing = Thread.objects.filter(pk=thread.pk, tenant_id=thread.tenant_id).first()
+            if existing is None:
+                raise
+            return existing
+        tiers.insert_messages(thread.pk, rows)
+        Compaction.objects.bulk_create(compactions)
+        renamed = {old: c.pk for old, c in zip(_old_ids(plan), compactions, strict=True)}
+        CompactedMessageId.objects.bulk_create(
+            [
+                CompactedMessageId(
+                    thread_id=thread.pk,
+                    message_id=message_id,
+                    seq=seq,
+                    compaction_id=renamed.get(compaction_id),
+                )
+                for message_id, seq, compaction_id in plan.compacted_ids
+            ],
+            batch_size=1000,
+        )
+        if shares_key and tag is not None:
+            shared.tag_record(thread_id=thread.pk, key=cold_key, etag=tag)
+        event_record(
+            tenant_id=thread.tenant_id,
+            kind=events.THREAD_IMPORTED,
+            thread_id=thread.pk,
+            payload={
+                "format": plan.format,
+                "messages": len(rows),
+                "sha256": plan.digest,
+                **({"cold_key": cold_key} if cold_key else {}),
+            },
+        )
+    return None
 
 
 def _rows(plan: Plan) -> list[Row]:

@@ -186,21 +186,7 @@ def get(key: str) -> bytes:
     """The bytes at `key`; ColdObjectMissing if there is none.
 
     On S3 this is one GetObject (django-storages' open() adds two HEAD requests first)."""
-    store = storage()
-    try:
-        with slot(key):
-            if isinstance(store, S3Storage):
-                client, target = _s3_target(store, key)
-                return client.get_object(**target)["Body"].read()
-            with store.open(key, "rb") as handle:
-                return handle.read()
-    except ColdStorageBusy:
-        raise
-    except Exception as exc:
-        if _is_missing(exc):
-            raise ColdObjectMissing(key) from exc
-        logger.warning("cold storage read of %s failed: %s", key, exc)
-        raise ColdStorageUnavailable(key=key, reason=type(exc).__name__) from exc
+    return _read(key)[0]
 
 
 def body_tag(body: bytes) -> str:
@@ -211,15 +197,21 @@ def body_tag(body: bytes) -> str:
 def get_tagged(key: str) -> tuple[bytes, str]:
     """get, with the object's ETag (S3) or body_tag (elsewhere): what a later conditional
     write names as the version it expects."""
+    body, etag = _read(key)
+    return body, etag if etag is not None else body_tag(body)
+
+
+def _read(key: str) -> tuple[bytes, str | None]:
+    """The bytes at `key` and, on S3, the object's ETag (None elsewhere)."""
     store = storage()
-    if not isinstance(store, S3Storage):
-        body = get(key)
-        return body, body_tag(body)
-    client, target = _s3_target(store, key)
     try:
         with slot(key):
-            response = client.get_object(**target)
-            return response["Body"].read(), response["ETag"]
+            if isinstance(store, S3Storage):
+                client, target = _s3_target(store, key)
+                response = client.get_object(**target)
+                return response["Body"].read(), response["ETag"]
+            with store.open(key, "rb") as handle:
+                return handle.read(), None
     except ColdStorageBusy:
         raise
     except Exception as exc:
