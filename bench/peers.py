@@ -126,8 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--threads",
         type=int,
-        default=1,
-        help="threads per gunicorn worker (1: sync, the default here; 0: as gunicorn.conf.py)",
+        default=0,
+        help="threads per gunicorn worker (0: as gunicorn.conf.py serves, the default; 1: sync)",
     )
     add(
         "--rate-limit",

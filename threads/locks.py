@@ -98,7 +98,9 @@ def lock_thread(thread_id: str, *fields: str) -> Thread:
 
 
 @functools.cache
-def _values_sql(vendor: str, columns: tuple[str, ...], by_tenant: bool) -> str:
+def thread_values_sql(vendor: str, columns: tuple[str, ...], *, by_tenant: bool) -> str:
+    """The SELECT … FOR NO KEY UPDATE of lock_thread_values, for a caller that sends it
+    itself (the pipelined append: threads.history); it must hold no other lock."""
     qn = connection.ops.quote_name
     meta = Thread._meta
     selected = ", ".join(qn(meta.get_field(name).column) for name in columns)
@@ -118,7 +120,7 @@ def lock_thread_values(
     thread (of `tenant_id`, when given). Fixed SQL and no model instance: the append's hot
     path (threads.history)."""
     _take(THREAD)
-    sql = _values_sql(connection.vendor, columns, tenant_id is not None)
+    sql = thread_values_sql(connection.vendor, columns, by_tenant=tenant_id is not None)
     with connection.cursor() as cursor:
         cursor.execute(sql, [thread_id] if tenant_id is None else [thread_id, tenant_id])
         return cursor.fetchone()
