@@ -356,6 +356,7 @@ class Floor:
         self.tenant, self.texts = tenant, texts
         self.new_threads = new_threads  # Threadline threads, made through the API (untimed)
         self.conns = [psycopg.connect(db_url) for _ in range(workers)]
+        self.db_url, self.create_conn = db_url, None
 
     def app_pids(self, table: dict) -> set[int]:
         return set()  # the bench's own process: counted as its CPU time
@@ -389,8 +390,35 @@ class Floor:
 
         return run
 
+    def creator(self, total: int) -> Run:
+        """The floor of a create: one INSERT of a thread row, committed (autocommit), on a
+        persistent connection. It copies a Threadline thread's row (every column but the
+        id), so it writes what a create writes to the thread table — without the event row,
+        the project check, HTTP or authentication."""
+        import psycopg
+
+        if self.create_conn is None:
+            self.create_conn = psycopg.connect(self.db_url, autocommit=True)
+            template = self.new_threads(1, "create-floor")[0]
+            names = self.create_conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                "'threads_thread' AND column_name <> 'id' ORDER BY ordinal_position"
+            ).fetchall()
+            columns = ", ".join(f'"{name}"' for (name,) in names)
+            self.create_sql = (
+                f'INSERT INTO "threads_thread" ("id", {columns}) SELECT %s, {columns} '
+                f'FROM "threads_thread" WHERE "id" = %s'
+            )
+            self.template = template
+        conn, sql, template = self.create_conn, self.create_sql, self.template
+
+        def op(i: int) -> None:
+            conn.execute(sql, (f"thd_f{uuid.uuid4().hex[:12]}", template))
+
+        return run_sequential(total=total, op=op)
+
     def close(self) -> None:
-        for conn in self.conns:
+        for conn in [*self.conns, *([self.create_conn] if self.create_conn else [])]:
             conn.close()
 
 
@@ -756,11 +784,12 @@ LABELS = {
     "threadline_pg": "Threadline GET, PostgreSQL",
     "floor_select": "floor: raw SELECT (psycopg)",
     "floor_redis": "floor: raw Redis ZRANGE + parse",
+    "floor_insert": "floor: INSERT of a thread row",
     "langgraph_postgres": "LangGraph PostgresSaver (bytes)",
 }
 APPENDERS = ("threadline", "floor", "langgraph", "agents")
 READERS = ("threadline_hot", "threadline_pg", "floor_select", "floor_redis", "langgraph", "agents")
-CREATORS = ("threadline", "langgraph")
+CREATORS = ("threadline", "floor_insert", "langgraph")
 
 
 def block(
@@ -1057,6 +1086,7 @@ def setup_threadline(stack, args, texts, ctx, bytes_, unavailable) -> Threadline
         floor_select=floor.select_reader(thread, args.history),
     )
     ctx["creators"]["threadline"] = tl.creator
+    ctx["creators"]["floor_insert"] = floor.creator
     return tl
 
 
