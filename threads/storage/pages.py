@@ -93,11 +93,10 @@ def _message_json_sql() -> str:
     def col(name: str) -> str:
         return qn(meta.get_field(name).column)
 
+    # One to_char with the microseconds, dropped when they are zero (as isoformat does):
+    # cheaper per row than a second to_char behind a CASE.
     utc = f"({col('created_at')} AT TIME ZONE 'UTC')"
-    created = (
-        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-        f"date_trunc('second', {utc}) = {utc} THEN '' ELSE to_char({utc}, '.US') END || 'Z'"
-    )
+    created = f"replace(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
     pairs = {
         "content": col("content"),
         "created_at": created,
