@@ -19,18 +19,19 @@ partial state. Errors in the rollback are logged, never raised over the first on
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
 from handoffs.errors import DuplicateRecipient, SessionNotIdle, VersionConflict
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
+from handoffs.statements import Insert, Update, claim_with
 from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import LockExpired, WorkspaceUnavailable
 from sessions_app.models import (
@@ -41,7 +42,7 @@ from sessions_app.models import (
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.session_rows import Actor, lease_seconds, session_event
+from sessions_app.session_rows import Actor, lease_seconds, session_event, session_event_row
 from sessions_app.signals import LEASE_EXPIRED
 from sessions_app.workspaces import (
     WorkspaceError,
@@ -50,7 +51,7 @@ from sessions_app.workspaces import (
     workspace_provision,
 )
 from threads import events, locks
-from threads.models import Project, Tenant, ThreadStatus
+from threads.models import Project, Tenant, Thread, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +125,11 @@ def handoff_execute(
 ) -> HandoffResult:
     # --- Checks, in the documented order, before anything is written.
     _check_recipients(mode, recipients)
-    # A one-row slice by pk, without the ORDER BY (Meta.ordering) that first() would add.
-    candidates = (
-        Session.objects.select_related("project")
-        .annotate(thread_status=F("thread__status"))
-        .filter(tenant=tenant, pk=source_session_id)
-        .order_by()
-    )
-    source = next(iter(candidates[:1]), None)
-    if source is None:
+    found = _source(tenant_id=tenant.pk, session_id=source_session_id)
+    if found is None:
         raise NotFound("Session not found.", field="source_session", id=source_session_id)
-    if source.thread_status == ThreadStatus.ARCHIVED:
+    source, thread_status = found
+    if thread_status == ThreadStatus.ARCHIVED:
         raise ThreadArchived(thread=source.thread_id)
     _require_idle(source.status)
     project = source.project
@@ -182,6 +177,68 @@ def handoff_execute(
         raise
 
 
+# What the checks and the writes read of the source, its thread and its project. The rest
+# of the source's columns are left deferred: nothing here reads them.
+SOURCE_FIELDS = (
+    "id",
+    "tenant",
+    "thread",
+    "project",
+    "status",
+    "current_actor",
+    "previous_actors",
+    "owner_version",
+    "depth",
+)
+PROJECT_FIELDS = ("id", "workspace_backend", "max_delegation_depth", "max_delegation_width")
+
+
+@functools.cache
+def _source_sql(vendor: str) -> tuple[tuple, tuple, str]:
+    qn = connection.ops.quote_name
+    session, project, thread = Session._meta, Project._meta, Thread._meta
+    # In the models' own order, which Model.from_db expects.
+    session_fields = tuple(f for f in session.concrete_fields if f.name in SOURCE_FIELDS)
+    project_fields = tuple(f for f in project.concrete_fields if f.name in PROJECT_FIELDS)
+    columns = [f"s.{qn(f.column)}" for f in session_fields]
+    columns += [f"p.{qn(f.column)}" for f in project_fields]
+    columns.append(f"t.{qn(thread.get_field('status').column)}")
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {qn(session.db_table)} s "
+        f"JOIN {qn(thread.db_table)} t ON t.{qn(thread.pk.column)} = s.{qn('thread_id')} "
+        f"JOIN {qn(project.db_table)} p ON p.{qn(project.pk.column)} = s.{qn('project_id')} "
+        f"WHERE s.{qn(session.get_field('tenant').column)} = %s "
+        f"AND s.{qn(session.pk.column)} = %s"
+    )
+    return session_fields, project_fields, sql
+
+
+def _source(*, tenant_id: str, session_id: str) -> tuple[Session, str] | None:
+    """The tenant's session `session_id` (SOURCE_FIELDS, its project's PROJECT_FIELDS
+    loaded) and its thread's status, or None. Fixed SQL: this read was a third of the
+    ORM's work in a handoff (a select_related compiled per call, both rows in full)."""
+    session_fields, project_fields, sql = _source_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant_id, session_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    fields = (*session_fields, *project_fields)
+    values = [_from_db(f, v) for f, v in zip(fields, row[:-1], strict=True)]
+    split = len(session_fields)
+    source = Session.from_db(connection.alias, [f.attname for f in session_fields], values[:split])
+    source.project = Project.from_db(
+        connection.alias, [f.attname for f in project_fields], values[split:]
+    )
+    return source, row[-1]
+
+
+def _from_db(field: Any, value: Any) -> Any:
+    # The field's own conversion, as the ORM applies it (JSON arrives as text).
+    convert = getattr(field, "from_db_value", None)
+    return value if convert is None else convert(value, None, connection)
+
+
 def _lock(
     *,
     source: Session,
@@ -196,7 +253,7 @@ def _lock(
     expires = now + timedelta(seconds=lease_seconds())
     with transaction.atomic():
         # The thread lock: locked blocks archiving, so it must not race thread_archive.
-        locks.lock_open_thread(source.thread_id)
+        locks.lock_open_thread_id(source.thread_id)
         rows = [
             Handoff(
                 tenant_id=source.tenant_id,
@@ -211,8 +268,34 @@ def _lock(
             for position, actor in enumerate(recipients)
         ]
         group_id = rows[0].pk
-        locked = Session.objects.filter(pk=source.pk, status=S.IDLE, owner_version=expected).update(
-            status=S.LOCKED, lock_token=group_id, lock_expires_at=expires, updated_at=now
+        for row in rows:
+            row.group_id = group_id
+        # The claim, the pending rows and the event in one statement (statements.py).
+        locked = claim_with(
+            Update(
+                Session,
+                {
+                    "status": S.LOCKED,
+                    "lock_token": group_id,
+                    "lock_expires_at": expires,
+                    "updated_at": now,
+                },
+                {"pk": source.pk, "status": S.IDLE, "owner_version": expected},
+            ),
+            Insert(rows),
+            Insert(
+                [
+                    session_event_row(
+                        source,
+                        events.HANDOFF_LOCKED,
+                        handoff=group_id,
+                        mode=mode,
+                        recipients=len(recipients),
+                        expected_owner_version=expected,
+                        lock_expires_at=expires.isoformat(),
+                    )
+                ]
+            ),
         )
         if not locked:
             current = (
@@ -225,18 +308,6 @@ def _lock(
             # (spawns count under the same lock). From here the source is locked, so no
             # spawn or handoff can add a child to it until this one ends.
             check_width(session=source, project=project, pending=len(recipients))
-        for row in rows:
-            row.group_id = group_id
-        Handoff.objects.bulk_create(rows)
-        session_event(
-            source,
-            events.HANDOFF_LOCKED,
-            handoff=group_id,
-            mode=mode,
-            recipients=len(recipients),
-            expected_owner_version=expected,
-            lock_expires_at=expires.isoformat(),
-        )
     return rows, expires
 
 
@@ -275,11 +346,6 @@ def _commit(
             columns.update(status=S.IDLE, current_actor=rows[0].recipient, previous_actors=previous)
         else:
             columns.update(status=S.AWAITING_MERGE)
-        claimed = Session.objects.filter(
-            pk=source.pk, status=S.LOCKED, lock_token=group_id, lock_expires_at__gt=now
-        ).update(**columns)
-        if not claimed:
-            raise LockExpired(session=source.pk, handoff=group_id)
         children = [
             Session(
                 tenant_id=source.tenant_id,
@@ -293,8 +359,6 @@ def _commit(
             )
             for row, workspace in zip(rows, made, strict=True)
         ]
-        Session.objects.bulk_create(children)
-        state.sessions_created = len(children)
         edges = [
             SubSession(
                 tenant_id=source.tenant_id,
@@ -308,12 +372,6 @@ def _commit(
             )
             for child in children
         ]
-        SubSession.objects.bulk_create(edges)
-        state.subsessions_created = len(edges)
-        for child, workspace in zip(children, made, strict=True):
-            if workspace is not None:
-                workspace_attach(workspace=workspace, session_id=child.pk)
-
         for row, child, edge, workspace in zip(rows, children, edges, made, strict=True):
             row.recipient_session = child
             row.subsession = edge
@@ -321,16 +379,22 @@ def _commit(
             row.outcome = HandoffOutcome.COMMITTED
             row.new_owner_version = new_version
             row.completed_at = now
-        for row in rows:  # one plain UPDATE each (a broadcast has at most the width)
-            Handoff.objects.filter(pk=row.pk).update(
-                recipient_session=row.recipient_session,
-                subsession=row.subsession,
-                workspace=row.workspace,
-                outcome=row.outcome,
-                new_owner_version=new_version,
-                completed_at=now,
+        completed = [  # one plain UPDATE each (a broadcast has at most the width)
+            Update(
+                Handoff,
+                {
+                    "recipient_session": row.recipient_session,
+                    "subsession": row.subsession,
+                    "workspace": row.workspace,
+                    "outcome": row.outcome,
+                    "new_owner_version": new_version,
+                    "completed_at": now,
+                },
+                {"pk": row.pk},
             )
-        session_event(
+            for row in rows
+        ]
+        committed = session_event_row(
             source,
             events.HANDOFF_COMMITTED,
             handoff=group_id,
@@ -339,6 +403,31 @@ def _commit(
             recipient_sessions=[c.pk for c in children],
             handoffs=[r.pk for r in rows],
         )
+        # The claim and everything it writes in one statement (statements.py); if the claim
+        # matches no row, the LockExpired below takes the writes back with the transaction.
+        claimed = claim_with(
+            Update(
+                Session,
+                columns,
+                {
+                    "pk": source.pk,
+                    "status": S.LOCKED,
+                    "lock_token": group_id,
+                    "lock_expires_at__gt": now,
+                },
+            ),
+            Insert(children),
+            Insert(edges),
+            *completed,
+            Insert([committed]),
+        )
+        if not claimed:
+            raise LockExpired(session=source.pk, handoff=group_id)
+        state.sessions_created = len(children)
+        state.subsessions_created = len(edges)
+        for child, workspace in zip(children, made, strict=True):
+            if workspace is not None:
+                workspace_attach(workspace=workspace, session_id=child.pk)
     return HandoffResult(
         id=group_id,
         mode=mode,

@@ -136,6 +136,16 @@ def lock_open_thread(thread_id: str) -> Thread:
     return thread
 
 
+def lock_open_thread_id(thread_id: str) -> None:
+    """lock_open_thread for a writer that needs the lock, not the thread: fixed SQL, no
+    model instance (the handoff's hot path)."""
+    locked = lock_thread_values(thread_id, ("status",))
+    if locked is None:
+        raise NotFound("Thread not found.")
+    if locked[0] == ThreadStatus.ARCHIVED:
+        raise ThreadArchived(thread=thread_id)
+
+
 def lock_due_threads(where: Q, *, order_by: str, limit: int) -> list[str]:
     """Ids of up to `limit` threads matching `where`, locked, skipping rows another sweep
     holds (a claim: the caller moves them out of `where` in the same transaction)."""
