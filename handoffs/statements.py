@@ -14,11 +14,12 @@ caller raises inside its transaction.atomic(), which takes the writes back with 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 _OPERATORS = {"exact": "=", "gt": ">"}
 
@@ -31,7 +32,8 @@ class Update:
     values: dict[str, Any]
     where: dict[str, Any]
 
-    def sql(self) -> tuple[str, list]:
+    def sql(self) -> tuple[str, list[tuple[Field, Any]]]:
+        """The statement and its parameters, each with the field it is for."""
         meta, qn = self.model._meta, connection.ops.quote_name
         sets, params = [], []
         for name, value in self.values.items():
@@ -39,13 +41,13 @@ class Update:
             if f.remote_field and hasattr(value, "prepare_database_save"):
                 value = value.prepare_database_save(f)  # an instance: its key (as the ORM)
             sets.append(f"{qn(f.column)} = %s")
-            params.append(f.get_db_prep_save(value, connection))
+            params.append((f, f.get_db_prep_save(value, connection)))
         conditions = []
         for key, value in self.where.items():
             name, _, lookup = key.partition("__")
             f = meta.pk if name == "pk" else meta.get_field(name)
             conditions.append(f"{qn(f.column)} {_OPERATORS[lookup or 'exact']} %s")
-            params.append(f.get_db_prep_value(value, connection))
+            params.append((f, f.get_db_prep_value(value, connection)))
         sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
         return sql, params
 
@@ -59,7 +61,8 @@ class Insert:
 
     objs: list[Model] = field(default_factory=list)
 
-    def sql(self) -> tuple[str, list]:
+    def sql(self) -> tuple[str, list[tuple[Field, Any]]]:
+        """The statement and its parameters, each with the field it is for."""
         model = type(self.objs[0])
         meta, qn = model._meta, connection.ops.quote_name
         # What Model.save(force_insert=True) and bulk_create insert: the concrete columns,
@@ -67,7 +70,7 @@ class Insert:
         fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         params = [
-            f.get_db_prep_save(f.pre_save(obj, True), connection)
+            (f, f.get_db_prep_save(f.pre_save(obj, True), connection))
             for obj in self.objs
             for f in fields
         ]
@@ -103,10 +106,38 @@ def claim_with(claim: Update, *writes: Update | Insert, one_statement: bool | No
         sql, more = write.sql()
         ctes.append(f"w{n} AS ({sql})")
         params += more
+    sql, named = _shared(f"WITH {', '.join(ctes)} SELECT count(*) FROM claim", params)
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} SELECT count(*) FROM claim", params)
+        cursor.execute(sql, named)
         claimed = cursor.fetchone()[0] == 1
     for write in writes:
         if isinstance(write, Insert):
             write.saved()
     return claimed
+
+
+def _shared(sql: str, params: list[tuple[Field, Any]]) -> tuple[str, dict[str, Any]]:
+    """`sql` with one named placeholder per distinct parameter of a column type. psycopg
+    keeps a query's parsing only up to 50 parameters; a commit's statement has some 60,
+    half of them repeats (the tenant, the time, empty strings). Keyed by the column's type
+    too: PostgreSQL gives an untyped parameter (a string, a NULL) one type, from its first
+    use; and by the value's type: 0 == False, but they bind differently."""
+    names: dict[Any, str] = {}
+    named: dict[str, Any] = {}
+    parts = sql.split("%s")
+    out = [parts[0]]
+    for part, (f, value) in zip(parts[1:], params, strict=True):
+        try:
+            key: Any = (_db_type(f), type(value), value)
+            hash(key)
+        except TypeError:  # an unhashable value (a JSON list or dict) stands alone
+            key = object()
+        name = names.setdefault(key, f"p{len(names)}")
+        named[name] = value
+        out += [f"%({name})s", part]
+    return "".join(out), named
+
+
+@functools.cache
+def _db_type(f: Field) -> str | None:
+    return f.db_type(connection)
