@@ -369,6 +369,7 @@ class Side:
     versions: dict[str, int] = field(default_factory=dict)
     rounds: list[Run] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # server + its backends, s per round
+    pg_cpu: list[float] = field(default_factory=list)  # of which its backends
 
 
 @contextlib.contextmanager
@@ -440,19 +441,24 @@ class CpuProbe:
 
         self.conn = psycopg.connect(database_url(pg_url, "postgres"), autocommit=True)
 
-    def sample(self, side: Side) -> tuple[dict, set[int]]:
+    def sample(self, side: Side) -> tuple[dict, set[int], set[int]]:
         rows = self.conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s "
             "AND backend_type = 'client backend'",
             (side.database,),
         ).fetchall()
         table = proc_table()
-        return table, process_tree(table, server_pid(side.base)) | {pid for (pid,) in rows}
+        return table, process_tree(table, server_pid(side.base)), {pid for (pid,) in rows}
 
     @staticmethod
-    def spent(before: tuple[dict, set[int]], after: tuple[dict, set[int]]) -> float:
-        (t0, p0), (t1, p1) = before, after
-        return sum(t1[p].cpu - (t0[p].cpu if p in t0 else 0.0) for p in p0 | p1 if p in t1)
+    def spent(before: tuple, after: tuple) -> tuple[float, float]:
+        """(server, PostgreSQL backends) CPU seconds from `before` to `after`."""
+        (t0, s0, b0), (t1, s1, b1) = before, after
+
+        def of(pids: set[int]) -> float:
+            return sum(t1[p].cpu - (t0[p].cpu if p in t0 else 0.0) for p in pids if p in t1)
+
+        return of(s0 | s1), of(b0 | b1)
 
     def close(self) -> None:
         self.conn.close()
@@ -477,9 +483,9 @@ def _spread(ratios: list[float], fmt: str = "{:.2f}x") -> str:
     return f"{fmt.format(mid)} [{fmt.format(low)}–{fmt.format(high)}]"
 
 
-def _cpu_ms(side: Side) -> float:
+def _cpu_ms(side: Side, pg: bool = False) -> float:
     count = sum(r.count for r in side.rounds)
-    return sum(side.cpu) / count * 1000 if count else float("nan")
+    return sum(side.pg_cpu if pg else side.cpu) / count * 1000 if count else float("nan")
 
 
 def report(
@@ -556,6 +562,14 @@ def report(
             _spread(cpu_vs_old),
             "",
         ],
+        [
+            "  of which PostgreSQL backends (ms)",
+            f"{_cpu_ms(baseline, pg=True):,.2f}" if baseline else na,
+            f"{_cpu_ms(current, pg=True):,.2f}",
+            "",
+            "",
+            "",
+        ],
     ]
     headers = ["measurement", "baseline", "current", "floor", "current/baseline", "current/floor"]
     print(table(headers, rows, right={1, 2, 3}))
@@ -600,6 +614,7 @@ def report(
         "handoff_p50_ms": run.pct_ms(50),
         "handoff_p99_ms": run.pct_ms(99),
         "cpu_ms_per_handoff": _cpu_ms(current),
+        "pg_cpu_ms_per_handoff": _cpu_ms(current, pg=True),
         "floor_handoffs_per_s": floor.rate,
         "floor_handoff_p50_ms": floor.pct_ms(50),
         "floor_handoff_p99_ms": floor.pct_ms(99),
@@ -617,6 +632,7 @@ def report(
             "handoff_p50_ms": old.pct_ms(50),
             "handoff_p99_ms": old.pct_ms(99),
             "cpu_ms_per_handoff": _cpu_ms(baseline),
+            "pg_cpu_ms_per_handoff": _cpu_ms(baseline, pg=True),
             "errors": len(old.errors),
             "current_baseline_ratio_per_round": vs_old,
             "baseline_current_cpu_ratio_per_round": cpu_vs_old,
@@ -630,7 +646,9 @@ def report(
 def timed_round(probe: CpuProbe, side: Side, n: int, args) -> None:
     before = probe.sample(side)
     side.rounds.append(distinct(side.base, side.key, side.owned, side.versions, n, args))
-    side.cpu.append(probe.spent(before, probe.sample(side)))
+    server, backends = probe.spent(before, probe.sample(side))
+    side.cpu.append(server + backends)
+    side.pg_cpu.append(backends)
 
 
 def main(argv: list[str] | None = None) -> int:
