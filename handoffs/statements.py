@@ -18,7 +18,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 _OPERATORS = {"exact": "=", "gt": ">"}
@@ -32,22 +33,22 @@ class Update:
     values: dict[str, Any]
     where: dict[str, Any]
 
-    def sql(self) -> tuple[str, list[tuple[Field, Any]]]:
-        """The statement and its parameters, each with the field it is for."""
-        meta, qn = self.model._meta, connection.ops.quote_name
+    def sql(self, db: BaseDatabaseWrapper) -> tuple[str, list[tuple[Field, Any]]]:
+        """The statement and its parameters on `db`, each with the field it is for."""
+        meta, qn = self.model._meta, db.ops.quote_name
         sets, params = [], []
         for name, value in self.values.items():
             f = meta.get_field(name)
             if f.remote_field and hasattr(value, "prepare_database_save"):
                 value = value.prepare_database_save(f)  # an instance: its key (as the ORM)
             sets.append(f"{qn(f.column)} = %s")
-            params.append((f, f.get_db_prep_save(value, connection)))
+            params.append((f, f.get_db_prep_save(value, db)))
         conditions = []
         for key, value in self.where.items():
             name, _, lookup = key.partition("__")
             f = meta.pk if name == "pk" else meta.get_field(name)
             conditions.append(f"{qn(f.column)} {_OPERATORS[lookup or 'exact']} %s")
-            params.append((f, f.get_db_prep_value(value, connection)))
+            params.append((f, f.get_db_prep_value(value, db)))
         sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
         return sql, params
 
@@ -61,22 +62,13 @@ class Insert:
 
     objs: list[Model] = field(default_factory=list)
 
-    def sql(self) -> tuple[str, list[tuple[Field, Any]]]:
-        """The statement and its parameters, each with the field it is for."""
-        model = type(self.objs[0])
-        meta, qn = model._meta, connection.ops.quote_name
-        # What Model.save(force_insert=True) and bulk_create insert: the concrete columns,
-        # without the auto-incremented pk (the database assigns it).
-        fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    def sql(self, db: BaseDatabaseWrapper) -> tuple[str, list[tuple[Field, Any]]]:
+        """The statement and its parameters on `db`, each with the field it is for."""
+        fields, head, row = _insert_parts(type(self.objs[0]), db.vendor)
         params = [
-            (f, f.get_db_prep_save(f.pre_save(obj, True), connection))
-            for obj in self.objs
-            for f in fields
+            (f, f.get_db_prep_save(f.pre_save(obj, True), db)) for obj in self.objs for f in fields
         ]
-        columns = ", ".join(qn(f.column) for f in fields)
-        values = ", ".join([row] * len(self.objs))
-        return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {values}", params
+        return head + ", ".join([row] * len(self.objs)), params
 
     def run(self) -> None:
         model = type(self.objs[0])
@@ -85,6 +77,17 @@ class Insert:
     def saved(self) -> None:
         for obj in self.objs:  # as bulk_create leaves them: saved, in this database
             obj._state.adding, obj._state.db = False, connection.alias
+
+
+@functools.cache
+def _insert_parts(model: type[Model], vendor: str) -> tuple[tuple[Field, ...], str, str]:
+    meta, qn = model._meta, connection.ops.quote_name
+    # What Model.save(force_insert=True) and bulk_create insert: the concrete columns,
+    # without the auto-incremented pk (the database assigns it).
+    fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
+    columns = ", ".join(qn(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return fields, f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ", row
 
 
 def claim_with(claim: Update, *writes: Update | Insert, one_statement: bool | None = None) -> bool:
@@ -100,14 +103,15 @@ def claim_with(claim: Update, *writes: Update | Insert, one_statement: bool | No
         for write in writes:
             write.run()
         return True
-    sql, params = claim.sql()
+    db = transaction.get_connection()  # the connection itself, not its per-context proxy
+    sql, params = claim.sql(db)
     ctes = [f"claim AS ({sql} RETURNING 1)"]
     for n, write in enumerate(writes):
-        sql, more = write.sql()
+        sql, more = write.sql(db)
         ctes.append(f"w{n} AS ({sql})")
         params += more
     sql, named = _shared(f"WITH {', '.join(ctes)} SELECT count(*) FROM claim", params)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, named)
         claimed = cursor.fetchone()[0] == 1
     for write in writes:
