@@ -19,16 +19,16 @@ partial state. Errors in the rollback are logged, never raised over the first on
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
+from handoffs import selectors
 from handoffs.errors import DuplicateRecipient, SessionNotIdle, VersionConflict
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
 from handoffs.statements import Insert, Update, claim_with
@@ -51,7 +51,7 @@ from sessions_app.workspaces import (
     workspace_provision,
 )
 from threads import events, locks
-from threads.models import Project, Tenant, Thread, ThreadStatus
+from threads.models import Project, Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def handoff_execute(
 ) -> HandoffResult:
     # --- Checks, in the documented order, before anything is written.
     _check_recipients(mode, recipients)
-    found = _source(tenant_id=tenant.pk, session_id=source_session_id)
+    found = selectors.handoff_source(tenant_id=tenant.pk, session_id=source_session_id)
     if found is None:
         raise NotFound("Session not found.", field="source_session", id=source_session_id)
     source, thread_status = found
@@ -175,68 +175,6 @@ def handoff_execute(
                 partial_state=asdict(state),
             ) from exc
         raise
-
-
-# What the checks and the writes read of the source, its thread and its project. The rest
-# of the source's columns are left deferred: nothing here reads them.
-SOURCE_FIELDS = (
-    "id",
-    "tenant",
-    "thread",
-    "project",
-    "status",
-    "current_actor",
-    "previous_actors",
-    "owner_version",
-    "depth",
-)
-PROJECT_FIELDS = ("id", "workspace_backend", "max_delegation_depth", "max_delegation_width")
-
-
-@functools.cache
-def _source_sql(vendor: str) -> tuple[tuple, tuple, str]:
-    qn = connection.ops.quote_name
-    session, project, thread = Session._meta, Project._meta, Thread._meta
-    # In the models' own order, which Model.from_db expects.
-    session_fields = tuple(f for f in session.concrete_fields if f.name in SOURCE_FIELDS)
-    project_fields = tuple(f for f in project.concrete_fields if f.name in PROJECT_FIELDS)
-    columns = [f"s.{qn(f.column)}" for f in session_fields]
-    columns += [f"p.{qn(f.column)}" for f in project_fields]
-    columns.append(f"t.{qn(thread.get_field('status').column)}")
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {qn(session.db_table)} s "
-        f"JOIN {qn(thread.db_table)} t ON t.{qn(thread.pk.column)} = s.{qn('thread_id')} "
-        f"JOIN {qn(project.db_table)} p ON p.{qn(project.pk.column)} = s.{qn('project_id')} "
-        f"WHERE s.{qn(session.get_field('tenant').column)} = %s "
-        f"AND s.{qn(session.pk.column)} = %s"
-    )
-    return session_fields, project_fields, sql
-
-
-def _source(*, tenant_id: str, session_id: str) -> tuple[Session, str] | None:
-    """The tenant's session `session_id` (SOURCE_FIELDS, its project's PROJECT_FIELDS
-    loaded) and its thread's status, or None. Fixed SQL: this read was a third of the
-    ORM's work in a handoff (a select_related compiled per call, both rows in full)."""
-    session_fields, project_fields, sql = _source_sql(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant_id, session_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    fields = (*session_fields, *project_fields)
-    values = [_from_db(f, v) for f, v in zip(fields, row[:-1], strict=True)]
-    split = len(session_fields)
-    source = Session.from_db(connection.alias, [f.attname for f in session_fields], values[:split])
-    source.project = Project.from_db(
-        connection.alias, [f.attname for f in project_fields], values[split:]
-    )
-    return source, row[-1]
-
-
-def _from_db(field: Any, value: Any) -> Any:
-    # The field's own conversion, as the ORM applies it (JSON arrives as text).
-    convert = getattr(field, "from_db_value", None)
-    return value if convert is None else convert(value, None, connection)
 
 
 def _lock(

@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.forms.models import model_to_dict
 
-from handoffs import services, statements
+from handoffs import selectors, services, statements
 from handoffs.models import Handoff
 from handoffs.statements import Insert, Update, claim_with
 from sessions_app.models import Session, SubSession
@@ -130,15 +130,15 @@ def test_repeated_parameters_share_a_placeholder_only_within_one_column_type():
     assert named == {"p0": "a", "p1": None, "p2": None, "p3": 0, "p4": False, "p5": ["a"]}
 
 
-def test_the_source_read_loads_what_the_checks_use(session):
-    found = services._source(tenant_id=session.tenant_id, session_id=session.pk)
+def test_the_source_selector_loads_what_the_checks_use(session):
+    found = selectors.handoff_source(tenant_id=session.tenant_id, session_id=session.pk)
 
     assert found is not None
     source, thread_status = found
     stored = Session.objects.select_related("project", "thread").get(pk=session.pk)
     assert thread_status == stored.thread.status
-    for name in services.SOURCE_FIELDS:
+    for name in selectors.SOURCE_FIELDS:
         assert getattr(source, name) == getattr(stored, name)
-    for name in services.PROJECT_FIELDS:
+    for name in selectors.PROJECT_FIELDS:
         assert getattr(source.project, name) == getattr(stored.project, name)
-    assert services._source(tenant_id="tnt_other", session_id=session.pk) is None
+    assert selectors.handoff_source(tenant_id="tnt_other", session_id=session.pk) is None
