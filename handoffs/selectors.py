@@ -9,6 +9,7 @@ from django.db import connection
 
 from handoffs.models import Handoff
 from sessions_app.models import Session
+from threads import locks
 from threads.models import Project, Thread
 
 
@@ -39,7 +40,7 @@ PROJECT_FIELDS = ("id", "workspace_backend", "max_delegation_depth", "max_delega
 
 
 @functools.cache
-def _source_sql(vendor: str) -> tuple[tuple, tuple, str]:
+def _source_sql(vendor: str, lock_thread: bool) -> tuple[tuple, tuple, str]:
     qn = connection.ops.quote_name
     session, project, thread = Session._meta, Project._meta, Thread._meta
     # In the models' own order, which Model.from_db expects.
@@ -57,18 +58,26 @@ def _source_sql(vendor: str) -> tuple[tuple, tuple, str]:
         f"WHERE s.{qn(session.get_field('tenant').column)} = %s "
         f"AND s.{qn(session.pk.column)} = %s"
     )
+    if lock_thread:
+        sql += locks.thread_lock_clause("t")
     return session_fields, project_fields, sql
 
 
-def handoff_source(*, tenant_id: str, session_id: str) -> tuple[Session, str] | None:
+def handoff_source(
+    *, tenant_id: str, session_id: str, lock_thread: bool = False
+) -> tuple[Session, str] | None:
     """What a handoff checks before it writes: the tenant's session `session_id`
-    (SOURCE_FIELDS, its project's PROJECT_FIELDS loaded) and its thread's status, or None.
-    Fixed SQL: this read was a quarter of the ORM's work in a handoff (a select_related
-    compiled per call, both rows in full)."""
-    session_fields, project_fields, sql = _source_sql(connection.vendor)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant_id, session_id])
-        row = cursor.fetchone()
+    (SOURCE_FIELDS, its project's PROJECT_FIELDS loaded) and its thread's status, or None;
+    with `lock_thread`, under the thread's row lock (threads.locks, rank 1). Fixed SQL:
+    this read was a quarter of the ORM's work in a handoff (a select_related compiled per
+    call, both rows in full), and with the lock it saves the lock's own round trip."""
+    session_fields, project_fields, sql = _source_sql(connection.vendor, lock_thread)
+    if lock_thread:
+        row = locks.lock_thread_joined(sql, [tenant_id, session_id])
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [tenant_id, session_id])
+            row = cursor.fetchone()
     if row is None:
         return None
     fields = (*session_fields, *project_fields)

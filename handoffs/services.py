@@ -1,12 +1,14 @@
 """Single and broadcast handoffs with owner versions and full rollback.
 
-    checks (nothing written) → 1. lock → 2. provision (no transaction) → 3. commit
-                                              └── any failure → rollback
+    1. checks + lock → 2. provision (no transaction) → 3. commit
+                                └── any failure → rollback
 
-1. Lock: one short transaction. A conditional UPDATE moves the source idle → locked with a
-   lease and a lock token (the handoff's id), only if its status and owner_version are
-   still what was checked; the pending Handoff rows are written with it. Of any number of
-   concurrent handoffs on one source exactly one gets a row count of 1; the others 409.
+1. Lock: one short transaction. The source is read with its thread's row lock, and checked
+   in the documented order (a failed check rolls back: nothing is written). A conditional
+   UPDATE moves the source idle → locked with a lease and a lock token (the handoff's id),
+   only if its status and owner_version are still what was checked; the pending Handoff
+   rows are written with it. Of any number of concurrent handoffs on one source exactly
+   one gets a row count of 1; the others 409.
 2. Provision: one workspace per recipient, outside any transaction (git and the filesystem
    are slow; no database lock is held meanwhile — the source is locked *by status*).
 3. Commit: one transaction creates the recipient sessions, their user_handoff edges, marks
@@ -50,8 +52,8 @@ from sessions_app.workspaces import (
     workspace_dispose,
     workspace_provision,
 )
-from threads import events, locks
-from threads.models import Project, Tenant, ThreadStatus
+from threads import events
+from threads.models import Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
@@ -123,31 +125,16 @@ def handoff_execute(
     recipients: list[Actor],
     workspace_backend: str | None = None,
 ) -> HandoffResult:
-    # --- Checks, in the documented order, before anything is written.
     _check_recipients(mode, recipients)
-    found = selectors.handoff_source(tenant_id=tenant.pk, session_id=source_session_id)
-    if found is None:
-        raise NotFound("Session not found.", field="source_session", id=source_session_id)
-    source, thread_status = found
-    if thread_status == ThreadStatus.ARCHIVED:
-        raise ThreadArchived(thread=source.thread_id)
-    _require_idle(source.status)
-    project = source.project
-    if mode == HandoffMode.BROADCAST:
-        check_width(session=source, project=project, pending=len(recipients))
-    check_depth(session=source, project=project)
-    if source.owner_version != expected_owner_version:
-        raise VersionConflict(expected=expected_owner_version, actual=source.owner_version)
-    backend = workspace_backend or project.workspace_backend
-
-    rows, expires = _lock(
-        source=source,
-        project=project,
+    source, rows, expires = _lock(
+        tenant_id=tenant.pk,
+        source_session_id=source_session_id,
         mode=mode,
         expected=expected_owner_version,
         recipients=recipients,
-        backend=backend,
+        workspace_backend=workspace_backend,
     )
+    backend = rows[0].workspace_backend
     group_id = rows[0].group_id
     state = PartialState()
     made: list[Workspace | None] = []
@@ -179,19 +166,39 @@ def handoff_execute(
 
 def _lock(
     *,
-    source: Session,
-    project: Project,
+    tenant_id: str,
+    source_session_id: str,
     mode: str,
     expected: int,
     recipients: list[Actor],
-    backend: str,
-) -> tuple[list[Handoff], datetime]:
-    """Phase 1: source idle → locked (conditional on status and version) + pending rows."""
-    now = timezone.now()
-    expires = now + timedelta(seconds=lease_seconds())
+    workspace_backend: str | None,
+) -> tuple[Session, list[Handoff], datetime]:
+    """Phase 1: the checks, then source idle → locked (conditional on status and version)
+    + pending rows. Returns the source as checked, the rows, the lease's end."""
     with transaction.atomic():
-        # The thread lock: locked blocks archiving, so it must not race thread_archive.
-        locks.lock_open_thread_id(source.thread_id)
+        # The source with its thread's row lock, in one round trip: locked blocks archiving,
+        # so it must not race thread_archive; and a spawn counts its slots under the same
+        # lock, so the width checked here holds until this handoff ends (from the UPDATE
+        # below, the source is locked: no spawn or handoff can add a child to it).
+        found = selectors.handoff_source(
+            tenant_id=tenant_id, session_id=source_session_id, lock_thread=True
+        )
+        # --- Checks, in the documented order; a failed one rolls back (nothing written).
+        if found is None:
+            raise NotFound("Session not found.", field="source_session", id=source_session_id)
+        source, thread_status = found
+        if thread_status == ThreadStatus.ARCHIVED:
+            raise ThreadArchived(thread=source.thread_id)
+        _require_idle(source.status)
+        project = source.project
+        if mode == HandoffMode.BROADCAST:
+            check_width(session=source, project=project, pending=len(recipients))
+        check_depth(session=source, project=project)
+        if source.owner_version != expected:
+            raise VersionConflict(expected=expected, actual=source.owner_version)
+        backend = workspace_backend or project.workspace_backend
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease_seconds())
         rows = [
             Handoff(
                 tenant_id=source.tenant_id,
@@ -241,12 +248,7 @@ def _lock(
             )
             _require_idle(current["status"])
             raise VersionConflict(expected=expected, actual=current["owner_version"])
-        if mode == HandoffMode.BROADCAST:
-            # Again, under the thread lock: a spawn may have taken a slot since the pre-check
-            # (spawns count under the same lock). From here the source is locked, so no
-            # spawn or handoff can add a child to it until this one ends.
-            check_width(session=source, project=project, pending=len(recipients))
-    return rows, expires
+    return source, rows, expires
 
 
 def _commit(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.forms.models import model_to_dict
 
 from handoffs import selectors, services, statements
@@ -15,7 +16,7 @@ from handoffs.statements import Insert, Update, claim_with
 from sessions_app.models import Session, SubSession
 from sessions_app.session_rows import session_event_row
 from tests.sessions_app.fixtures import agent
-from threads import events
+from threads import events, locks
 from threads.models import Event
 
 # Ids and times differ from one run to the next; everything else must not.
@@ -142,3 +143,49 @@ def test_the_source_selector_loads_what_the_checks_use(session):
     for name in selectors.PROJECT_FIELDS:
         assert getattr(source.project, name) == getattr(stored.project, name)
     assert selectors.handoff_source(tenant_id="tnt_other", session_id=session.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_locked_source_read_holds_the_thread_row_and_not_the_session_row(make_session):
+    # given: the source read with its thread's lock, in an open transaction
+    source = make_session()
+    found, probes = threading.Event(), {}
+
+    def probe() -> None:  # another connection, while the lock is held
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+                for table, pk in (("sessions_app_session", source.pk), ("threads_thread", None)):
+                    pk = pk or source.thread_id
+                    try:
+                        with transaction.atomic():
+                            sql = f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE"
+                            cursor.execute(sql, [pk])
+                        probes[table] = "free"
+                    except OperationalError:
+                        probes[table] = "held"
+        finally:
+            connection.close()
+            found.set()
+
+    with transaction.atomic():
+        row = selectors.handoff_source(
+            tenant_id=source.tenant_id, session_id=source.pk, lock_thread=True
+        )
+        assert row is not None and row[0].pk == source.pk
+        prober = threading.Thread(target=probe)
+        prober.start()
+        assert found.wait(timeout=30)
+        prober.join(timeout=30)
+
+    # then: the thread was held, the session was not
+    assert probes == {"sessions_app_session": "free", "threads_thread": "held"}
+
+
+def test_the_locked_source_read_keeps_the_lock_order(session):
+    with transaction.atomic():
+        locks.lock_sessions([session.pk])
+        with pytest.raises(locks.LockOrderViolation, match="thread lock taken after a session"):
+            selectors.handoff_source(
+                tenant_id=session.tenant_id, session_id=session.pk, lock_thread=True
+            )
