@@ -157,9 +157,11 @@ def distinct(
 
 
 # --- The floor: a single handoff's statements on raw psycopg ---------------------------
-# A hand-written copy of what handoffs.services.handoff_execute sends for a single handoff
+# A hand-written copy of what handoffs.services.handoff_execute wrote for a single handoff
 # with workspace backend none (read; phase 1 "lock"; phase 3 "commit"), with the same rows,
-# columns and conditions. No HTTP, no authentication, no ORM, no validation.
+# columns and conditions, one statement each as the ORM sent them (the service now combines
+# them: 7 round trips to these 12 statements and 4 commands; kept, so the floor's figures
+# compare from run to run). No HTTP, no authentication, no ORM, no validation.
 
 READ_SOURCE = (
     "SELECT s.status, s.owner_version, s.current_actor, s.previous_actors, s.depth, "
