@@ -49,11 +49,12 @@ def venv_tool(name: str) -> str:
     return found
 
 
-def manage(*args: str, env: dict[str, str], timeout: float = 300) -> str:
-    """Run `manage.py <args>` with `env`; returns stdout, raises BenchError on failure."""
+def manage(*args: str, env: dict[str, str], timeout: float = 300, root: Path = REPO) -> str:
+    """Run `manage.py <args>` of the checkout at `root` with `env`; returns stdout, raises
+    BenchError on failure."""
     proc = subprocess.run(
-        [PYTHON, str(REPO / "manage.py"), *args],
-        cwd=REPO,
+        [PYTHON, str(root / "manage.py"), *args],
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
@@ -81,20 +82,22 @@ def gunicorn(
     extra_args: Sequence[str] = (),
     ready_path: str = "/healthz",
     ready_timeout: float = 30.0,
+    root: Path = REPO,
 ) -> Iterator[str]:
-    """Start gunicorn with the repository's gunicorn.conf.py (as `make run` and production
-    serve) on a free loopback port, wait for `ready_path`, yield the base URL
-    (http://127.0.0.1:<port>), and always stop it: SIGTERM, then SIGKILL of its process
-    group after 10 s. `extra_args` override the configuration (see worker_args()). Its
-    output goes to a temporary log, shown if it fails to start."""
+    """Start gunicorn with the gunicorn.conf.py of the checkout at `root` (as `make run` and
+    production serve; a checkout from before that file: gunicorn's defaults, as it was
+    served then) on a free loopback port, from `root` (its code first on the path), wait for
+    `ready_path`, yield the base URL (http://127.0.0.1:<port>), and always stop it: SIGTERM,
+    then SIGKILL of its process group after 10 s. `extra_args` override the configuration
+    (see worker_args()). Its output goes to a temporary log, shown if it fails to start."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(  # closed in the finally below
         prefix="bench-gunicorn-", suffix=".log", delete=False
     )
+    config = root / "gunicorn.conf.py"
     cmd = [
         venv_tool("gunicorn"),
-        "-c",
-        str(REPO / "gunicorn.conf.py"),
+        *(["-c", str(config)] if config.exists() else []),
         app,
         "-w",
         str(workers),
@@ -105,7 +108,7 @@ def gunicorn(
         *extra_args,
     ]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     _SERVER_PIDS[base] = proc.pid

@@ -1,12 +1,14 @@
 """Single and broadcast handoffs with owner versions and full rollback.
 
-    checks (nothing written) → 1. lock → 2. provision (no transaction) → 3. commit
-                                              └── any failure → rollback
+    1. checks + lock → 2. provision (no transaction) → 3. commit
+                                └── any failure → rollback
 
-1. Lock: one short transaction. A conditional UPDATE moves the source idle → locked with a
-   lease and a lock token (the handoff's id), only if its status and owner_version are
-   still what was checked; the pending Handoff rows are written with it. Of any number of
-   concurrent handoffs on one source exactly one gets a row count of 1; the others 409.
+1. Lock: one short transaction. The source is read with its thread's row lock, and checked
+   in the documented order (a failed check rolls back: nothing is written). A conditional
+   UPDATE moves the source idle → locked with a lease and a lock token (the handoff's id),
+   only if its status and owner_version are still what was checked; the pending Handoff
+   rows are written with it. Of any number of concurrent handoffs on one source exactly
+   one gets a row count of 1; the others 409.
 2. Provision: one workspace per recipient, outside any transaction (git and the filesystem
    are slow; no database lock is held meanwhile — the source is locked *by status*).
 3. Commit: one transaction creates the recipient sessions, their user_handoff edges, marks
@@ -25,12 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
+from handoffs import selectors
 from handoffs.errors import DuplicateRecipient, SessionNotIdle, VersionConflict
 from handoffs.models import Handoff, HandoffMode, HandoffOutcome
+from handoffs.statements import Insert, Update, claim_with
 from sessions_app.capacity import check_depth, check_width
 from sessions_app.errors import LockExpired, WorkspaceUnavailable
 from sessions_app.models import (
@@ -41,7 +44,7 @@ from sessions_app.models import (
     SubSessionStatus,
     Workspace,
 )
-from sessions_app.session_rows import Actor, lease_seconds, session_event
+from sessions_app.session_rows import Actor, lease_seconds, session_event, session_event_row
 from sessions_app.signals import LEASE_EXPIRED
 from sessions_app.workspaces import (
     WorkspaceError,
@@ -49,8 +52,8 @@ from sessions_app.workspaces import (
     workspace_dispose,
     workspace_provision,
 )
-from threads import events, locks
-from threads.models import Project, Tenant, ThreadStatus
+from threads import events
+from threads.models import Tenant, ThreadStatus
 
 logger = logging.getLogger(__name__)
 
@@ -122,37 +125,16 @@ def handoff_execute(
     recipients: list[Actor],
     workspace_backend: str | None = None,
 ) -> HandoffResult:
-    # --- Checks, in the documented order, before anything is written.
     _check_recipients(mode, recipients)
-    # A one-row slice by pk, without the ORDER BY (Meta.ordering) that first() would add.
-    candidates = (
-        Session.objects.select_related("project")
-        .annotate(thread_status=F("thread__status"))
-        .filter(tenant=tenant, pk=source_session_id)
-        .order_by()
-    )
-    source = next(iter(candidates[:1]), None)
-    if source is None:
-        raise NotFound("Session not found.", field="source_session", id=source_session_id)
-    if source.thread_status == ThreadStatus.ARCHIVED:
-        raise ThreadArchived(thread=source.thread_id)
-    _require_idle(source.status)
-    project = source.project
-    if mode == HandoffMode.BROADCAST:
-        check_width(session=source, project=project, pending=len(recipients))
-    check_depth(session=source, project=project)
-    if source.owner_version != expected_owner_version:
-        raise VersionConflict(expected=expected_owner_version, actual=source.owner_version)
-    backend = workspace_backend or project.workspace_backend
-
-    rows, expires = _lock(
-        source=source,
-        project=project,
+    source, rows, expires = _lock(
+        tenant_id=tenant.pk,
+        source_session_id=source_session_id,
         mode=mode,
         expected=expected_owner_version,
         recipients=recipients,
-        backend=backend,
+        workspace_backend=workspace_backend,
     )
+    backend = rows[0].workspace_backend
     group_id = rows[0].group_id
     state = PartialState()
     made: list[Workspace | None] = []
@@ -184,19 +166,39 @@ def handoff_execute(
 
 def _lock(
     *,
-    source: Session,
-    project: Project,
+    tenant_id: str,
+    source_session_id: str,
     mode: str,
     expected: int,
     recipients: list[Actor],
-    backend: str,
-) -> tuple[list[Handoff], datetime]:
-    """Phase 1: source idle → locked (conditional on status and version) + pending rows."""
-    now = timezone.now()
-    expires = now + timedelta(seconds=lease_seconds())
+    workspace_backend: str | None,
+) -> tuple[Session, list[Handoff], datetime]:
+    """Phase 1: the checks, then source idle → locked (conditional on status and version)
+    + pending rows. Returns the source as checked, the rows, the lease's end."""
     with transaction.atomic():
-        # The thread lock: locked blocks archiving, so it must not race thread_archive.
-        locks.lock_open_thread(source.thread_id)
+        # The source with its thread's row lock, in one round trip: locked blocks archiving,
+        # so it must not race thread_archive; and a spawn counts its slots under the same
+        # lock, so the width checked here holds until this handoff ends (from the UPDATE
+        # below, the source is locked: no spawn or handoff can add a child to it).
+        found = selectors.handoff_source(
+            tenant_id=tenant_id, session_id=source_session_id, lock_thread=True
+        )
+        # --- Checks, in the documented order; a failed one rolls back (nothing written).
+        if found is None:
+            raise NotFound("Session not found.", field="source_session", id=source_session_id)
+        source, thread_status = found
+        if thread_status == ThreadStatus.ARCHIVED:
+            raise ThreadArchived(thread=source.thread_id)
+        _require_idle(source.status)
+        project = source.project
+        if mode == HandoffMode.BROADCAST:
+            check_width(session=source, project=project, pending=len(recipients))
+        check_depth(session=source, project=project)
+        if source.owner_version != expected:
+            raise VersionConflict(expected=expected, actual=source.owner_version)
+        backend = workspace_backend or project.workspace_backend
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease_seconds())
         rows = [
             Handoff(
                 tenant_id=source.tenant_id,
@@ -211,8 +213,34 @@ def _lock(
             for position, actor in enumerate(recipients)
         ]
         group_id = rows[0].pk
-        locked = Session.objects.filter(pk=source.pk, status=S.IDLE, owner_version=expected).update(
-            status=S.LOCKED, lock_token=group_id, lock_expires_at=expires, updated_at=now
+        for row in rows:
+            row.group_id = group_id
+        # The claim, the pending rows and the event in one statement (statements.py).
+        locked = claim_with(
+            Update(
+                Session,
+                {
+                    "status": S.LOCKED,
+                    "lock_token": group_id,
+                    "lock_expires_at": expires,
+                    "updated_at": now,
+                },
+                {"pk": source.pk, "status": S.IDLE, "owner_version": expected},
+            ),
+            Insert(rows),
+            Insert(
+                [
+                    session_event_row(
+                        source,
+                        events.HANDOFF_LOCKED,
+                        handoff=group_id,
+                        mode=mode,
+                        recipients=len(recipients),
+                        expected_owner_version=expected,
+                        lock_expires_at=expires.isoformat(),
+                    )
+                ]
+            ),
         )
         if not locked:
             current = (
@@ -220,24 +248,7 @@ def _lock(
             )
             _require_idle(current["status"])
             raise VersionConflict(expected=expected, actual=current["owner_version"])
-        if mode == HandoffMode.BROADCAST:
-            # Again, under the thread lock: a spawn may have taken a slot since the pre-check
-            # (spawns count under the same lock). From here the source is locked, so no
-            # spawn or handoff can add a child to it until this one ends.
-            check_width(session=source, project=project, pending=len(recipients))
-        for row in rows:
-            row.group_id = group_id
-        Handoff.objects.bulk_create(rows)
-        session_event(
-            source,
-            events.HANDOFF_LOCKED,
-            handoff=group_id,
-            mode=mode,
-            recipients=len(recipients),
-            expected_owner_version=expected,
-            lock_expires_at=expires.isoformat(),
-        )
-    return rows, expires
+    return source, rows, expires
 
 
 def _commit(
@@ -275,11 +286,6 @@ def _commit(
             columns.update(status=S.IDLE, current_actor=rows[0].recipient, previous_actors=previous)
         else:
             columns.update(status=S.AWAITING_MERGE)
-        claimed = Session.objects.filter(
-            pk=source.pk, status=S.LOCKED, lock_token=group_id, lock_expires_at__gt=now
-        ).update(**columns)
-        if not claimed:
-            raise LockExpired(session=source.pk, handoff=group_id)
         children = [
             Session(
                 tenant_id=source.tenant_id,
@@ -293,8 +299,6 @@ def _commit(
             )
             for row, workspace in zip(rows, made, strict=True)
         ]
-        Session.objects.bulk_create(children)
-        state.sessions_created = len(children)
         edges = [
             SubSession(
                 tenant_id=source.tenant_id,
@@ -308,12 +312,6 @@ def _commit(
             )
             for child in children
         ]
-        SubSession.objects.bulk_create(edges)
-        state.subsessions_created = len(edges)
-        for child, workspace in zip(children, made, strict=True):
-            if workspace is not None:
-                workspace_attach(workspace=workspace, session_id=child.pk)
-
         for row, child, edge, workspace in zip(rows, children, edges, made, strict=True):
             row.recipient_session = child
             row.subsession = edge
@@ -321,16 +319,22 @@ def _commit(
             row.outcome = HandoffOutcome.COMMITTED
             row.new_owner_version = new_version
             row.completed_at = now
-        for row in rows:  # one plain UPDATE each (a broadcast has at most the width)
-            Handoff.objects.filter(pk=row.pk).update(
-                recipient_session=row.recipient_session,
-                subsession=row.subsession,
-                workspace=row.workspace,
-                outcome=row.outcome,
-                new_owner_version=new_version,
-                completed_at=now,
+        completed = [  # one plain UPDATE each (a broadcast has at most the width)
+            Update(
+                Handoff,
+                {
+                    "recipient_session": row.recipient_session,
+                    "subsession": row.subsession,
+                    "workspace": row.workspace,
+                    "outcome": row.outcome,
+                    "new_owner_version": new_version,
+                    "completed_at": now,
+                },
+                {"pk": row.pk},
             )
-        session_event(
+            for row in rows
+        ]
+        committed = session_event_row(
             source,
             events.HANDOFF_COMMITTED,
             handoff=group_id,
@@ -339,6 +343,31 @@ def _commit(
             recipient_sessions=[c.pk for c in children],
             handoffs=[r.pk for r in rows],
         )
+        # The claim and everything it writes in one statement (statements.py); if the claim
+        # matches no row, the LockExpired below takes the writes back with the transaction.
+        claimed = claim_with(
+            Update(
+                Session,
+                columns,
+                {
+                    "pk": source.pk,
+                    "status": S.LOCKED,
+                    "lock_token": group_id,
+                    "lock_expires_at__gt": now,
+                },
+            ),
+            Insert(children),
+            Insert(edges),
+            *completed,
+            Insert([committed]),
+        )
+        if not claimed:
+            raise LockExpired(session=source.pk, handoff=group_id)
+        state.sessions_created = len(children)
+        state.subsessions_created = len(edges)
+        for child, workspace in zip(children, made, strict=True):
+            if workspace is not None:
+                workspace_attach(workspace=workspace, session_id=child.pk)
     return HandoffResult(
         id=group_id,
         mode=mode,

@@ -10,20 +10,31 @@ from django.conf import settings
 from common.errors import NotFound
 from sessions_app.errors import IllegalTransition
 from sessions_app.models import Session
-from threads.events import event_record
+from threads.events import event_record, event_row
+from threads.models import Event
 
 Actor = dict[str, str]
 
 
 def session_event(session: Session, kind: str, **payload: Any) -> None:
     """An event of `session` (and its thread); call it inside the change's transaction."""
-    event_record(
-        tenant_id=session.tenant_id,
-        kind=kind,
-        thread_id=session.thread_id,
-        session_id=session.pk,
-        payload=payload,
-    )
+    event_record(**_event_fields(session, kind, payload))
+
+
+def session_event_row(session: Session, kind: str, **payload: Any) -> Event:
+    """session_event's event, not yet saved (for a writer that inserts it in its own
+    statement)."""
+    return event_row(**_event_fields(session, kind, payload))
+
+
+def _event_fields(session: Session, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tenant_id": session.tenant_id,
+        "kind": kind,
+        "thread_id": session.thread_id,
+        "session_id": session.pk,
+        "payload": payload,
+    }
 
 
 # How a 409 illegal_transition reads: "<the session as it is> <why the action cannot run>."

@@ -138,6 +138,24 @@ def lock_open_thread(thread_id: str) -> Thread:
     return thread
 
 
+def thread_lock_clause(alias: str) -> str:
+    """What ends a SELECT of a thread (as `alias`) joined to rows of it that locks the
+    thread's row alone, for lock_thread_joined ("" where rows cannot be locked)."""
+    if not connection.features.has_select_for_update:
+        return ""
+    return " " + connection.ops.for_update_sql(of=(alias,), no_key=True)
+
+
+def lock_thread_joined(sql: str, params: list[Any]) -> tuple | None:
+    """The first row of `sql`, a SELECT of one thread joined to rows of it that ends with
+    thread_lock_clause(), under that thread's row lock; None if there is none. For a
+    writer that reads what it checks and locks the thread in one round trip (a handoff)."""
+    _take(THREAD)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
 def lock_due_threads(where: Q, *, order_by: str, limit: int) -> list[str]:
     """Ids of up to `limit` threads matching `where`, locked, skipping rows another sweep
     holds (a claim: the caller moves them out of `where` in the same transaction)."""

@@ -74,12 +74,12 @@ def test_the_fail_and_archive_actions_go_through_the_services(admin_client, make
 
 def test_recover_lock_takes_a_lock_even_with_a_live_lease(admin_client, session, workspace_root):
     handoff_services._lock(
-        source=session,
-        project=session.project,
+        tenant_id=session.tenant_id,
+        source_session_id=session.pk,
         mode="single",
         expected=0,
         recipients=[AGENT],
-        backend="none",
+        workspace_backend="none",
     )
     assert Session.objects.get(pk=session.pk).lock_expires_at > timezone.now() + timedelta(
         seconds=60

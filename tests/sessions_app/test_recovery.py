@@ -29,13 +29,13 @@ from threads.models import Event
 
 def lock_for_handoff(session, backend="directory"):
     """Phases 1 and 2 of a handoff (lock, provision), then nothing: as if the process died."""
-    rows, expires = handoff_services._lock(
-        source=session,
-        project=session.project,
+    _, rows, expires = handoff_services._lock(
+        tenant_id=session.tenant_id,
+        source_session_id=session.pk,
         mode="single",
         expected=0,
         recipients=[AGENT],
-        backend=backend,
+        workspace_backend=backend,
     )
     workspace = workspaces.workspace_provision(
         tenant_id=session.tenant_id,

@@ -58,12 +58,12 @@ def test_a_summary_also_settles_locked_and_awaiting_merge(api, session, status):
 def test_a_summary_of_a_session_locked_by_a_dead_handoff_closes_that_handoff(api, session):
     # given: a handoff's lock phase, then nothing (its process died)
     handoff_services._lock(
-        source=session,
-        project=session.project,
+        tenant_id=session.tenant_id,
+        source_session_id=session.pk,
         mode="single",
         expected=0,
         recipients=[AGENT],
-        backend="none",
+        workspace_backend="none",
     )
 
     response = summarize(api, session)

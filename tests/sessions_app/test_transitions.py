@@ -134,12 +134,12 @@ def _lock_for_a_handoff(*, session) -> None:
     """The lock phase of a real single handoff, and nothing after it (as if its recipient's
     workspace were still being provisioned): the source is locked with a live lease."""
     handoff_services._lock(
-        source=session,
-        project=session.project,
+        tenant_id=session.tenant_id,
+        source_session_id=session.pk,
         mode="single",
         expected=session.owner_version,
         recipients=[AGENT],
-        backend="none",
+        workspace_backend="none",
     )
 
 
