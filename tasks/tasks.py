@@ -114,8 +114,9 @@ def flush_idle_threads(
 ) -> dict:
     """Flush one batch of threads idle longer than COLD_AFTER_SECONDS, then chain the next
     batch (same cutoff, keyset cursor) while a full one came back, up to
-    FLUSH_SWEEP_MAX_BATCHES. Claims are per thread (tiers._lease_take), so overlapping runs
-    never flush a thread twice; a thread that failed is left hot for the next tick."""
+    FLUSH_SWEEP_MAX_BATCHES. Claims are per thread (threads.storage.flush_lease), so
+    overlapping runs never flush a thread twice; a thread that failed is left hot for the
+    next tick."""
     cutoff_at = datetime.fromisoformat(cutoff) if cutoff else idle_cutoff()
     after = (datetime.fromisoformat(after_at), after_id) if after_at and after_id else None
     batch = flush_idle_batch(cutoff=cutoff_at, after=after)

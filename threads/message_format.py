@@ -52,6 +52,25 @@ def message_json(*row: Any) -> str:
     return message_json_bytes(*row).decode()
 
 
+def json_text(value: Any) -> str:
+    """Compact JSON text of a value (for jsonb parameters and COPY rows): orjson, with the
+    standard library for what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_parse(raw: str | bytes) -> Any:
+    """json.loads, through orjson (several times faster, a fifth of a 10,000-message
+    hydrate); what orjson refuses (NaN, integers beyond 64 bits, UTF-16) is read by the
+    standard library as before, which raises ValueError on anything that is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 # What a token estimate stands for in bytes of a message's JSON (about: ~4 characters a
 # token; more for non-ASCII text). Page and cache size bounds are in these estimated bytes.
 BYTES_PER_TOKEN = 4

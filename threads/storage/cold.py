@@ -42,10 +42,12 @@ from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
 from common.errors import DependencyUnavailable
+from threads.message_format import json_parse
 
 logger = logging.getLogger(__name__)
 
 GZIP_CONTENT_TYPE = "application/gzip"
+GZIP_LEVEL = 3  # see gzip_json
 
 
 class ColdStorageUnavailable(DependencyUnavailable):
@@ -287,15 +289,20 @@ def delete(key: str) -> None:
 
 def gzip_json(obj: Any) -> bytes:
     """Canonical JSON (sorted keys, compact), gzipped with a fixed mtime: equal objects
-    give equal bytes, so a read-back can be compared byte for byte."""
+    give equal bytes, so a read-back can be compared byte for byte.
+
+    Level 3, not 6: on message JSON it compresses about 3× faster for 6–9 % more bytes
+    (bench/tiers.py's 100-message snapshots: 0.25 against 0.65 ms of gzip, on top of
+    ~0.25 ms of json.dumps); decompression costs the same. Any level reads back; only our
+    own fresh bytes are ever compared."""
     raw = json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-    return gzip.compress(raw, compresslevel=6, mtime=0)
+    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def gunzip_json(body: bytes) -> Any:
     """Inverse of gzip_json; raises ValueError on anything that is not gzip JSON."""
     try:
-        return json.loads(gzip.decompress(body))
+        return json_parse(gzip.decompress(body))
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ValueError(f"not a gzip JSON object: {exc}") from exc
 

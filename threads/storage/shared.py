@@ -18,8 +18,11 @@ Threadline snapshot of this same thread with a valid checksum.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from common.errors import DomainError
@@ -37,22 +40,23 @@ class ColdObjectChanged(DomainError):
     )
 
 
-def recorded_tag(*, thread_id: str, key: str) -> str | None:
-    return (
-        ColdObject.objects.filter(thread_id=thread_id, key=key)
-        .values_list("etag", flat=True)
-        .first()
-    )
+def recorded_tag_of_outer_thread(*, key: str) -> Subquery:
+    """The tag recorded for `key` of the thread of an outer query (correlated on
+    OuterRef("pk")): a flush reads it with the thread row, in one SELECT."""
+    tags = ColdObject.objects.filter(thread_id=OuterRef("pk"), key=key).values("etag")[:1]
+    return Subquery(tags)
 
 
-def snapshot_write(*, thread_id: str, key: str, body: bytes, overwrite: bool = False) -> str:
-    """Write a snapshot of `thread_id` at `key` on top of the recorded tag; its new tag.
+def snapshot_write(
+    *, thread_id: str, key: str, body: bytes, expected: str | None, overwrite: bool = False
+) -> str:
+    """Write a snapshot of `thread_id` at `key` on top of `expected`, the recorded tag (the
+    caller read it with the thread row: recorded_tag_of_outer_thread); its new tag.
     When the object is not the recorded one, it is replaced only if there is nothing of
     anyone else's in it — it is gone, unreadable, or a Threadline snapshot of this very
     thread (written before tags were recorded, or by a flush that failed before recording)
     — or `overwrite` says the operator chose to drop the other writes. A v1 snapshot
     another tool wrote is refused: 409 cold_object_changed."""
-    expected = recorded_tag(thread_id=thread_id, key=key)
     try:
         return cold.put_conditional(key, body, if_match=expected)
     except cold.ColdPreconditionFailed:
@@ -86,7 +90,20 @@ def _nothing_foreign(thread_id: str, body: bytes) -> bool:
 
 def tag_record(*, thread_id: str, key: str, etag: str) -> None:
     """Remember the tag of the object this thread just wrote (a flush, once its write is
-    verified) or read (a hydrate, in the transaction that restores the rows)."""
-    ColdObject.objects.update_or_create(
-        thread_id=thread_id, defaults={"key": key, "etag": etag, "recorded_at": timezone.now()}
+    verified) or read (a hydrate, in the transaction that restores the rows). One
+    INSERT … ON CONFLICT DO UPDATE: update_or_create took a transaction, a SELECT … FOR
+    UPDATE and a savepoint (six round trips, a tenth of a small flush's database time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_tag_upsert_sql(), [thread_id, key, etag, timezone.now()])
+
+
+@functools.cache
+def _tag_upsert_sql() -> str:
+    qn = connection.ops.quote_name
+    meta = ColdObject._meta
+    names = ("thread", "key", "etag", "recorded_at")
+    pk, *rest = (qn(meta.get_field(name).column) for name in names)
+    return (
+        f"INSERT INTO {qn(meta.db_table)} ({pk}, {', '.join(rest)}) VALUES (%s, %s, %s, %s) "
+        f"ON CONFLICT ({pk}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
     )

@@ -27,19 +27,21 @@ reads is kept whole, its raw JSON in metadata "zeitlich_raw".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from common.errors import ColdSnapshotCorrupt
 from common.ids import new_id
-from threads.message_format import estimate_tokens, message_json
+from threads.message_format import estimate_tokens, json_parse, message_json
 from threads.models import MESSAGE_COLUMNS, Message, Role, Thread
 from threads.storage import cold, foreign
 
@@ -51,8 +53,16 @@ def snapshot_key(thread_id: str) -> str:
 
 
 def messages_sha256(messages: list[str]) -> str:
-    canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the canonical JSON of `messages` (compact, UTF-8 unescaped). For a list of
+    strings orjson writes exactly the standard library's bytes, four times faster; anything
+    else (a foreign list, a lone surrogate) goes through the standard library."""
+    canonical = None
+    if all(type(m) is str for m in messages):
+        with contextlib.suppress(TypeError):
+            canonical = orjson.dumps(messages)
+    if canonical is None:
+        canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _iso(value: datetime) -> str:
@@ -149,7 +159,7 @@ def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSna
     parsed = []
     for index, raw in enumerate(messages):
         try:
-            parsed.append(json.loads(raw))
+            parsed.append(json_parse(raw))
         except ValueError as exc:
             raise corrupt("bad_message", index=index) from exc
     if native:

@@ -5,7 +5,7 @@ Order of a flush (DESIGN.md invariants 4 and 5 — no S3 I/O inside a transactio
 row lock; hot rows deleted only after the snapshot is written and verified, and only if
 nothing was written since it was taken):
 
-  1. take the thread's flush lease (a conditional UPDATE, see _lease_take);
+  1. take the thread's flush lease (a conditional UPDATE, see flush_lease.py);
   2. encode from the database, remembering the history_version read;
   3. put the object, read it back and compare byte for byte;
   4. one short transaction: UPDATE … SET tier='cold' WHERE history_version = <read> AND
@@ -26,17 +26,14 @@ half-restored thread.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import secrets
-import threading
-import time
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Q
+from django.db.models import Exists, Q, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from common.errors import (
@@ -49,8 +46,10 @@ from common.leases import Heartbeat
 from sessions_app.selectors import active_sessions_of_outer_thread, thread_is_generating
 from threads import events, locks
 from threads.events import event_record
+from threads.message_format import json_text
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
 from threads.storage import cold, hotcache, shared
+from threads.storage.flush_lease import FlushLease
 from threads.storage.snapshot import (
     DecodedSnapshot,
     Row,
@@ -60,9 +59,6 @@ from threads.storage.snapshot import (
 )
 
 logger = logging.getLogger(__name__)
-
-LEASE_PREFIX = "lease:"
-
 
 # --- Helpers ---------------------------------------------------------------------------
 
@@ -92,7 +88,7 @@ def insert_messages(thread_id: str, rows: list[Row]) -> None:
         return
     columns = ("thread_id", *MESSAGE_COLUMNS)
     sql = f"COPY {Message._meta.db_table} ({', '.join(columns)}) FROM STDIN"
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    dumps = json_text  # orjson: the standard library's encoder was a sixth of a hydrate
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(
@@ -112,90 +108,6 @@ def insert_messages(thread_id: str, rows: list[Row]) -> None:
 # --- Flush -----------------------------------------------------------------------------
 
 
-def _lease_parse(value: str) -> tuple[float, str]:
-    """`lease:<until epoch>:<token>|<previous cold_key>` → (until, previous)."""
-    head, _, previous = value.partition("|")
-    try:
-        until = float(head.split(":")[1])
-    except (IndexError, ValueError):
-        until = 0.0
-    return until, previous
-
-
-def _lease_take(thread: Thread) -> tuple[str, str]:
-    """Claim the right to flush `thread`: a conditional UPDATE of `cold_key` from the value
-    read to `lease:<until>:<token>|<previous value>`; a row count of 0 means another flush
-    (API, admin, command or another sweep worker) got it first → 409 thread_busy.
-
-    Why a lease, and on every flush rather than only in the sweep: the snapshot key is fixed
-    per thread and S3 has no compare-and-set, so two overlapping flushes of one thread could
-    let an older body land after a newer one (flush A stalls; B flushes; the thread is
-    hydrated, appended to and flushed again; A's write lands last and overwrites it). With
-    the lease no second flush starts until the first has finished or its process is dead.
-
-    Why `cold_key`: it is internal (not in the API), meaningless while the thread is hot
-    (where it only remembers the last snapshot's key, kept after the `|`), and no Thread
-    column may be added here. Not `last_activity_at`: that is the idleness clock the sweep
-    selects on and the API shows — stamping it would make a failed flush look like activity.
-    Not `select_for_update(skip_locked=True)`: the lock would have to be held across the S3
-    write (invariant 4), or be released before it, after which it excludes nobody.
-
-    The lease is short (FLUSH_LEASE_SECONDS) and renewed by a heartbeat while the flush runs
-    (_FlushLease), so it only expires because its process died, and a killed flush blocks
-    the next one for at most that long."""
-    current = thread.cold_key or ""
-    previous = current
-    if current.startswith(LEASE_PREFIX):
-        until, previous = _lease_parse(current)
-        if until > time.time():
-            raise ThreadBusy(thread=thread.pk, reason="flushing")
-    lease = _lease_value(secrets.token_hex(4), previous)
-    taken = Thread.objects.filter(pk=thread.pk, tier=Tier.HOT, cold_key=current).update(
-        cold_key=lease
-    )
-    if not taken:
-        raise ThreadBusy(thread=thread.pk, reason="flushing")
-    return lease, previous
-
-
-def _lease_value(token: str, previous: str) -> str:
-    until = int(time.time() + settings.FLUSH_LEASE_SECONDS)
-    return f"{LEASE_PREFIX}{until}:{token}|{previous}"
-
-
-class _FlushLease:
-    """The lease a flush holds, renewed by its heartbeat (a conditional UPDATE from the value
-    it holds to one with a later expiry). `lock` keeps a renewal from moving the value while
-    the final UPDATE or the release matches on it."""
-
-    def __init__(self, thread_id: str, value: str, previous: str) -> None:
-        self.thread_id, self.value, self.previous = thread_id, value, previous
-        self.token = value.split("|", 1)[0].rsplit(":", 1)[1]
-        self.lock = threading.Lock()
-
-    def renew(self) -> bool:
-        with self.lock:
-            renewed = _lease_value(self.token, self.previous)
-            if not Thread.objects.filter(pk=self.thread_id, cold_key=self.value).update(
-                cold_key=renewed
-            ):
-                return False
-            self.value = renewed
-            return True
-
-    def held(self) -> bool:
-        """Still ours? (On the flush's own connection, which sees its own claim.)"""
-        with self.lock:
-            return Thread.objects.filter(pk=self.thread_id, cold_key=self.value).exists()
-
-
-def _lease_release(thread_id: str, lease: str, previous: str) -> None:
-    try:
-        Thread.objects.filter(pk=thread_id, cold_key=lease).update(cold_key=previous)
-    except Exception:  # the lease expires on its own; don't hide the original error
-        logger.exception("could not release the flush lease of %s", thread_id)
-
-
 def thread_flush(
     *, thread: Thread, idle_before: datetime | None = None, overwrite: bool = False
 ) -> Thread:
@@ -208,22 +120,41 @@ def thread_flush(
     ColdStorageUnavailable (503) when the store fails, ColdObjectChanged (409) when another
     tool wrote the object since (`overwrite` replaces it) — in every case the thread stays
     hot with all its rows."""
-    flush_once(thread, idle_before=idle_before, overwrite=overwrite)
-    return _adopt(thread, _reload(thread))
+    flushed = _flush(thread, idle_before=idle_before, overwrite=overwrite)
+    return _adopt(thread, flushed if flushed is not None else _reload(thread))
 
 
 def flush_once(thread: Thread, *, idle_before: datetime | None, overwrite: bool = False) -> bool:
     """thread_flush; True if this call flushed it, False if it was already cold (the sweep
     counts the two apart)."""
-    current = _reload(thread)
+    return _flush(thread, idle_before=idle_before, overwrite=overwrite) is not None
+
+
+def _flush_candidate(thread_id: str, key: str) -> Thread:
+    """The thread row with `generating` (is a turn running on it?) and `recorded_tag` (of
+    its object, shared.py): one SELECT where there were three."""
+    query = Thread.objects.filter(pk=thread_id).annotate(
+        generating=Exists(active_sessions_of_outer_thread()),
+        recorded_tag=shared.recorded_tag_of_outer_thread(key=key),
+    )
+    current = next(iter(query.order_by()[:1]), None)
+    if current is None:
+        raise NotFound("Thread not found.")
+    return current
+
+
+def _flush(thread: Thread, *, idle_before: datetime | None, overwrite: bool) -> Thread | None:
+    """The flush itself: the thread row as the flush committed it, None if it was cold."""
+    key = snapshot_key(thread.pk)
+    current = _flush_candidate(thread.pk, key)
     if current.tier == Tier.COLD:
-        return False
-    if thread_is_generating(thread_id=current.pk):
+        return None
+    if current.generating:
         raise ThreadGenerating(thread=current.pk)
     if idle_before is not None and current.last_activity_at >= idle_before:
         raise ThreadBusy(thread=current.pk, reason="active")
 
-    lease = _FlushLease(current.pk, *_lease_take(current))
+    lease = FlushLease.take(current)
     beat = Heartbeat(
         lease.renew, every=settings.FLUSH_LEASE_SECONDS / 3, name=f"flush {current.pk}"
     )
@@ -231,19 +162,26 @@ def flush_once(thread: Thread, *, idle_before: datetime | None, overwrite: bool 
         with beat:
             snapshot = snapshot_encode(thread=current)
             body = cold.gzip_json(snapshot)
-            key = snapshot_key(current.pk)
             if not lease.held():  # expired and taken: the key is the other flush's now
                 raise ThreadBusy(thread=current.pk, reason="flushing")
             # Only on top of the object this thread last wrote or read (shared.py): another
             # tool's write since then is 409 cold_object_changed, never silently replaced.
-            shared.snapshot_write(thread_id=current.pk, key=key, body=body, overwrite=overwrite)
+            shared.snapshot_write(
+                thread_id=current.pk,
+                key=key,
+                body=body,
+                expected=current.recorded_tag,
+                overwrite=overwrite,
+            )
+            # The read-back stays: only a read proves the store returns these bytes (a
+            # store that acknowledged and lost or changed them must not cost the rows).
             stored, tag = cold.get_tagged(key)
             if stored != body:
                 raise cold.ColdStorageUnavailable(key=key, reason="verify_mismatch")
             # The object is ours from here on, whether or not the commit below succeeds.
             shared.tag_record(thread_id=current.pk, key=key, etag=tag)
             with lease.lock:
-                _flush_commit(
+                return _flush_commit(
                     current,
                     snapshot,
                     lease=lease.value,
@@ -252,10 +190,17 @@ def flush_once(thread: Thread, *, idle_before: datetime | None, overwrite: bool 
                     idle_before=idle_before,
                 )
     except Exception:
-        with lease.lock:
-            _lease_release(current.pk, lease.value, lease.previous)
+        lease.release()
         raise
-    return True
+
+
+def _update_returning(query: QuerySet[Thread], **values: Any) -> Thread | None:
+    """query.update(**values) as UPDATE … RETURNING: the updated row as this statement
+    wrote it (under its row lock), where a reload after the commit took another query."""
+    update = query.query.chain(UpdateQuery)
+    update.add_update_values(values)
+    sql, params = update.get_compiler(query.db).as_sql()
+    return next(iter(Thread.objects.raw(f"{sql} RETURNING *", params)), None)
 
 
 def _flush_commit(
@@ -266,7 +211,7 @@ def _flush_commit(
     key: str,
     size: int,
     idle_before: datetime | None,
-) -> None:
+) -> Thread:
     where = Q(pk=thread.pk, tier=Tier.HOT, history_version=snapshot["history_version"])
     where &= Q(cold_key=lease)
     if idle_before is not None:
@@ -276,11 +221,13 @@ def _flush_commit(
 
     now = timezone.now()
     with transaction.atomic():
-        # The UPDATE takes the row lock writers take first (threads.locks.lock_thread), so an append
-        # either committed before it (history_version moved: no row matches) or waits for
-        # this commit and then finds the thread cold (and hydrates it again).
-        flushed = query.update(tier=Tier.COLD, cold_key=key, cold_bytes=size, last_flushed_at=now)
-        if flushed:
+        # The UPDATE takes the row lock writers take first (threads.locks.lock_thread), so an
+        # append either committed before it (history_version moved: no row matches) or waits
+        # for this commit and then finds the thread cold (and hydrates it again).
+        flushed = _update_returning(
+            query, tier=Tier.COLD, cold_key=key, cold_bytes=size, last_flushed_at=now
+        )
+        if flushed is not None:
             deleted, _ = Message.objects.filter(thread_id=thread.pk).delete()
             if deleted != snapshot["message_count"]:
                 # A write that did not bump history_version: refuse rather than lose it.
@@ -297,14 +244,15 @@ def _flush_commit(
                 },
             )
             hotcache.on_commit_drop(thread_id=thread.pk)
-    if not flushed:
-        if thread_is_generating(thread_id=thread.pk):
-            raise ThreadGenerating(thread=thread.pk)
-        reason = "changed"
-        if idle_before is not None:
-            touched = Thread.objects.filter(pk=thread.pk, last_activity_at__gte=idle_before)
-            reason = "active" if touched.exists() else reason
-        raise ThreadBusy(thread=thread.pk, reason=reason)
+    if flushed is not None:
+        return flushed
+    if thread_is_generating(thread_id=thread.pk):
+        raise ThreadGenerating(thread=thread.pk)
+    reason = "changed"
+    if idle_before is not None:
+        touched = Thread.objects.filter(pk=thread.pk, last_activity_at__gte=idle_before)
+        reason = "active" if touched.exists() else reason
+    raise ThreadBusy(thread=thread.pk, reason=reason)
 
 
 # --- Writes on a hot thread ----------------------------------------------------------
@@ -384,15 +332,16 @@ def _hydrate_commit(
         # Another tool's snapshot is a change of the history: a new version, so that no
         # cache of the history we flushed (same version) can ever be taken for this one.
         version = locked.history_version + (0 if snapshot.native else 1)
-        Thread.objects.filter(pk=locked.pk).update(
-            tier=Tier.HOT,
-            history_version=version,
-            state=state,
-            message_count=len(snapshot.rows),
-            last_seq=max(locked.last_seq, snapshot.last_seq),
-            token_estimate=sum(m.token_estimate for m in snapshot.rows),
-            last_hydrated_at=timezone.now(),
-        )
+        restored = {
+            "tier": Tier.HOT,
+            "history_version": version,
+            "state": state,
+            "message_count": len(snapshot.rows),
+            "last_seq": max(locked.last_seq, snapshot.last_seq),
+            "token_estimate": sum(m.token_estimate for m in snapshot.rows),
+            "last_hydrated_at": timezone.now(),
+        }
+        Thread.objects.filter(pk=locked.pk).update(**restored)
         event_record(
             tenant_id=locked.tenant_id,
             kind=events.THREAD_HYDRATED,
@@ -410,7 +359,10 @@ def _hydrate_commit(
             members=snapshot.members,
             state=state,
         )
-    return _reload(locked)
+    # The row as committed: what the lock read plus this UPDATE (no reload needed).
+    for name, value in restored.items():
+        setattr(locked, name, value)
+    return locked
 
 
 def thread_ensure_hot(*, thread: Thread) -> Thread:

@@ -1,5 +1,7 @@
 """threads.storage.cold against the real S3 endpoint (moto_server)."""
 
+import gzip
+
 import pytest
 
 from threads.storage import cold
@@ -39,3 +41,11 @@ def test_gzip_json_is_canonical_and_round_trips():
     assert cold.gunzip_json(a) == {"a": [1, "é"], "b": 1}
     with pytest.raises(ValueError):
         cold.gunzip_json(b"not gzip")
+
+
+def test_gunzip_json_reads_what_the_standard_library_reads():
+    # orjson parses; NaN and integers beyond 64 bits (which it refuses) still read as before
+    body = gzip.compress(b'{"n": NaN, "big": 123456789012345678901234567890, "s": "\\ud800"}')
+    data = cold.gunzip_json(body)
+    assert data["n"] != data["n"] and data["big"] == 123456789012345678901234567890
+    assert data["s"] == "\ud800"

@@ -431,3 +431,48 @@ def test_deleting_a_cold_thread_deletes_its_snapshot(
 
     listed = s3.client().list_objects_v2(Bucket=s3.bucket).get("Contents", [])
     assert listed == []
+
+
+def test_thread_flush_returns_the_row_as_committed(thread, s3):
+    # given a hot thread with messages and state
+    add(thread, "a", "b")
+    services.thread_state_set(thread=thread, state={"plan": [1, 2]})
+    caller = Thread.objects.get(pk=thread.pk)
+
+    # when
+    returned = tiers.thread_flush(thread=caller)
+
+    # then the instance (updated in place) is the row, field for field
+    assert returned is caller
+    row = Thread.objects.get(pk=thread.pk)
+    for field in Thread._meta.concrete_fields:
+        assert getattr(returned, field.attname) == getattr(row, field.attname), field.name
+    assert row.tier == "cold" and row.state == {"plan": [1, 2]}
+
+
+def test_a_flush_whose_lease_was_taken_over_writes_nothing(thread, s3, settings, monkeypatch):
+    # given a flush that stalls past a third of its lease, meanwhile its lease expired and
+    # another flush took it over (a heartbeat that could not reach the database)
+    settings.FLUSH_LEASE_SECONDS = 3
+    add(thread, "a", "b")
+    real_encode = tiers.snapshot_encode
+    other = "lease:9999999999:other|"
+
+    def encode_then_lose_the_lease(**kwargs):
+        snapshot = real_encode(**kwargs)
+        Thread.objects.filter(pk=thread.pk).update(cold_key=other)
+        time.sleep(1.1)  # past FLUSH_LEASE_SECONDS / 3: the lease is asked for, not assumed
+        return snapshot
+
+    monkeypatch.setattr(tiers, "snapshot_encode", encode_then_lose_the_lease)
+
+    # when
+    with pytest.raises(tiers.ThreadBusy):
+        tiers.thread_flush(thread=thread)
+
+    # then nothing was written, the rows and the other flush's lease are untouched
+    with pytest.raises(s3.client().exceptions.NoSuchKey):
+        s3.client().get_object(Bucket=s3.bucket, Key=snapshot_key(thread.id))
+    row = Thread.objects.get(pk=thread.pk)
+    assert row.tier == "hot" and row.cold_key == other
+    assert ids_of(thread) == ["a", "b"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import threading
 from io import StringIO
@@ -368,3 +369,13 @@ def test_a_turn_start_on_a_cold_thread_hydrates_it_first(api, thread, s3):
     assert started.status_code == 200, started.content
     assert Thread.objects.get(pk=thread.pk).tier == "hot"
     assert rows(thread) == [("a", 1)]
+
+
+def test_the_messages_checksum_is_that_of_the_standard_librarys_canonical_json():
+    for messages in (
+        ["plain", 'quote " backslash \\ newline \n tab \t nul \x00', "é ✓ 😀 \u2028 \x7f"],
+        [1, 2.5e16, None],  # not a list of strings: the standard library's bytes as well
+    ):
+        canonical = json.dumps(messages, separators=(",", ":"), ensure_ascii=False)
+        expected = hashlib.sha256(canonical.encode()).hexdigest()
+        assert snapshot.messages_sha256(messages) == expected
