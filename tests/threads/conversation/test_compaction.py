@@ -389,15 +389,20 @@ def test_a_second_compaction_while_one_is_queued_is_refused(api, long_thread):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_of_concurrent_compaction_requests_exactly_one_is_queued(api, project, s3):
+def test_of_concurrent_compaction_requests_exactly_one_is_queued(api, project, s3, monkeypatch):
     import threading
 
     from django.db import connection
 
+    from threads.conversation import compaction as compaction_module
     from threads.conversation.errors import CompactionInProgress
 
     thread = services.thread_create(tenant=api.tenant, project_id=project.id)
     append(thread, say(12))
+    # The queued compaction's task is recorded, not run: run eagerly, it could end before a
+    # slower racer asks, and a request after it has ended is rightly queued.
+    enqueued: list[tuple] = []
+    monkeypatch.setattr(compaction_module, "enqueue_on_commit", lambda *args: enqueued.append(args))
     outcomes: list[str] = []
     start = threading.Barrier(6)
 
@@ -418,6 +423,7 @@ def test_of_concurrent_compaction_requests_exactly_one_is_queued(api, project, s
         racer.join()
     assert sorted(outcomes) == ["conflict"] * 5 + ["queued"]
     assert Compaction.objects.filter(thread=thread).count() == 1
+    assert len(enqueued) == 1
 
 
 @pytest.mark.parametrize(
