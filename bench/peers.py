@@ -339,6 +339,21 @@ class Threadline:
         finally:
             client.close()
 
+    def healthz(self, total: int) -> Run:
+        """GET /healthz on the same server: what gunicorn + Django cost a request that does
+        no work (no database, no authentication) — the HTTP stack's share of a create."""
+        client = Client(self.hot, self.key)
+
+        def op(i: int) -> None:
+            status, data = client.raw("GET", "/healthz")
+            if status != 200:
+                raise BenchError(f"GET /healthz → {status}: {data[:200]!r}")
+
+        try:
+            return run_sequential(total=total, op=op)
+        finally:
+            client.close()
+
     def close(self) -> None:
         self.admin.close()
 
@@ -785,11 +800,12 @@ LABELS = {
     "floor_select": "floor: raw SELECT (psycopg)",
     "floor_redis": "floor: raw Redis ZRANGE + parse",
     "floor_insert": "floor: INSERT of a thread row",
+    "healthz": "Threadline GET /healthz (HTTP alone)",
     "langgraph_postgres": "LangGraph PostgresSaver (bytes)",
 }
 APPENDERS = ("threadline", "floor", "langgraph", "agents")
 READERS = ("threadline_hot", "threadline_pg", "floor_select", "floor_redis", "langgraph", "agents")
-CREATORS = ("threadline", "floor_insert", "langgraph")
+CREATORS = ("threadline", "floor_insert", "healthz", "langgraph")
 
 
 def block(
@@ -1087,6 +1103,7 @@ def setup_threadline(stack, args, texts, ctx, bytes_, unavailable) -> Threadline
     )
     ctx["creators"]["threadline"] = tl.creator
     ctx["creators"]["floor_insert"] = floor.creator
+    ctx["creators"]["healthz"] = tl.healthz
     return tl
 
 
