@@ -21,12 +21,13 @@ partial state. Errors in the rollback are logged, never raised over the first on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from common.errors import InvalidInput, NotFound, ThreadArchived
@@ -261,7 +262,11 @@ def _commit(
 ) -> HandoffResult:
     """Phase 3: everything in one transaction, only while this handoff's lock holds."""
     group_id = rows[0].group_id
-    with transaction.atomic():
+    # With no workspace to attach, the phase is one statement whose writes depend on its
+    # claim (statements.py): on PostgreSQL it needs no transaction of its own (autocommit
+    # spares the BEGIN and COMMIT round trips); a workspace_attach needs one.
+    alone = connection.vendor == "postgresql" and all(w is None for w in made)
+    with contextlib.nullcontext() if alone else transaction.atomic():
         # No thread lock needed: the source is locked, which blocks archiving and deleting
         # the thread, so the recipients cannot land on an archived or deleted thread. Nor for
         # the lock order: the source's UPDATE is this transaction's only row lock, and the
@@ -344,7 +349,7 @@ def _commit(
             handoffs=[r.pk for r in rows],
         )
         # The claim and everything it writes in one statement (statements.py); if the claim
-        # matches no row, the LockExpired below takes the writes back with the transaction.
+        # matches no row, nothing was written, and LockExpired rolls the handoff back.
         claimed = claim_with(
             Update(
                 Session,

@@ -8,8 +8,12 @@ beside the claim (one round trip; PostgreSQL runs every CTE once and to completi
 one snapshot). The values are adapted by the models' own fields, so the rows are those the
 ORM writes (tests/handoffs/test_statements.py runs both). Elsewhere the ORM runs the pieces.
 
-The writes are sent whether or not the claim matches: a claim that matched no row means the
-caller raises inside its transaction.atomic(), which takes the writes back with it.
+Every write depends on the claim: an INSERT selects its row FROM the claim's RETURNING and
+an UPDATE adds `AND EXISTS (SELECT 1 FROM claim)`, so a claim that matches no row writes
+nothing. The statement is then whole on its own: it needs no transaction around it (a
+handoff's commit phase, when it has no workspace to attach, is that one statement in
+autocommit: no BEGIN and no COMMIT round trip), and a caller inside one still raises when
+the claim did not match.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ class Update:
     values: dict[str, Any]
     where: dict[str, Any]
 
-    def sql(self, db: BaseDatabaseWrapper) -> tuple[str, list[tuple[Field, Any]]]:
-        """The statement and its parameters on `db`, each with the field it is for."""
+    def sql(
+        self, db: BaseDatabaseWrapper, *, after: str | None = None
+    ) -> tuple[str, list[tuple[Field, Any]]]:
+        """The statement and its parameters on `db`, each with the field it is for; with
+        `after` (a CTE's name), only if that CTE returned a row."""
         meta, qn = self.model._meta, db.ops.quote_name
         sets, params = [], []
         for name, value in self.values.items():
@@ -49,6 +56,8 @@ class Update:
             f = meta.pk if name == "pk" else meta.get_field(name)
             conditions.append(f"{qn(f.column)} {_OPERATORS[lookup or 'exact']} %s")
             params.append((f, f.get_db_prep_value(value, db)))
+        if after is not None:
+            conditions.append(f"EXISTS (SELECT 1 FROM {after})")
         sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
         return sql, params
 
@@ -65,10 +74,24 @@ class Insert:
     def sql(self, db: BaseDatabaseWrapper) -> tuple[str, list[tuple[Field, Any]]]:
         """The statement and its parameters on `db`, each with the field it is for."""
         fields, head, row = _insert_parts(type(self.objs[0]), db.vendor)
-        params = [
+        return f"{head} VALUES " + ", ".join([row] * len(self.objs)), self._params(fields, db)
+
+    def sql_each_after(
+        self, db: BaseDatabaseWrapper, after: str
+    ) -> list[tuple[str, list[tuple[Field, Any]]]]:
+        """One INSERT … SELECT per object, each only if the CTE `after` returned a row (one
+        row per statement: a select list of parameters takes its types from the target
+        columns, as VALUES does, where a UNION of them would not)."""
+        fields, head, row = _insert_parts(type(self.objs[0]), db.vendor)
+        return [
+            (f"{head} SELECT {row[1:-1]} FROM {after}", Insert([obj])._params(fields, db))
+            for obj in self.objs
+        ]
+
+    def _params(self, fields: tuple[Field, ...], db: BaseDatabaseWrapper) -> list:
+        return [
             (f, f.get_db_prep_save(f.pre_save(obj, True), db)) for obj in self.objs for f in fields
         ]
-        return head + ", ".join([row] * len(self.objs)), params
 
     def run(self) -> None:
         model = type(self.objs[0])
@@ -87,13 +110,15 @@ def _insert_parts(model: type[Model], vendor: str) -> tuple[tuple[Field, ...], s
     fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
     columns = ", ".join(qn(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return fields, f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ", row
+    return fields, f"INSERT INTO {qn(meta.db_table)} ({columns})", row
 
 
 def claim_with(claim: Update, *writes: Update | Insert, one_statement: bool | None = None) -> bool:
     """Run `claim`, then `writes`; True if the claim matched a row (`claim` must match at
-    most one: its pk is in its WHERE). Call it inside transaction.atomic() and raise when it
-    returns False. `one_statement` None: on PostgreSQL (False: the ORM, for the tests)."""
+    most one: its pk is in its WHERE). Raise when it returns False. As one statement the
+    writes happen only with the claim, so it may run in autocommit; through the ORM (other
+    databases, or `one_statement` False for the tests) call it inside transaction.atomic().
+    `one_statement` None: on PostgreSQL."""
     writes = tuple(w for w in writes if not isinstance(w, Insert) or w.objs)
     if one_statement is None:
         one_statement = connection.vendor == "postgresql"
@@ -106,8 +131,13 @@ def claim_with(claim: Update, *writes: Update | Insert, one_statement: bool | No
     db = transaction.get_connection()  # the connection itself, not its per-context proxy
     sql, params = claim.sql(db)
     ctes = [f"claim AS ({sql} RETURNING 1)"]
-    for n, write in enumerate(writes):
-        sql, more = write.sql(db)
+    parts = []
+    for write in writes:
+        if isinstance(write, Insert):
+            parts += write.sql_each_after(db, "claim")
+        else:
+            parts.append(write.sql(db, after="claim"))
+    for n, (sql, more) in enumerate(parts):
         ctes.append(f"w{n} AS ({sql})")
         params += more
     sql, named = _shared(f"WITH {', '.join(ctes)} SELECT count(*) FROM claim", params)

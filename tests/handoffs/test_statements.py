@@ -105,6 +105,36 @@ def test_a_claim_that_matches_no_row_writes_nothing_once_its_transaction_ends(
     assert Session.objects.get(pk=session.pk).status == "idle"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_as_one_statement_only_a_claim_that_matches_writes_even_with_no_transaction(
+    session, make_session
+):
+    # given: two writes of each kind, outside any transaction: the statement commits itself
+    first = session_event_row(session, events.HANDOFF_LOCKED, handoff="hof_x")
+    second = session_event_row(session, events.HANDOFF_LOCKED, handoff="hof_y")
+    claim = Update(Session, {"status": "locked"}, {"pk": session.pk, "owner_version": 7})
+    other = make_session()  # an UPDATE of another row (one statement updates a row once)
+    touch = Update(Session, {"lock_token": "touched"}, {"pk": other.pk})
+    assert not connection.in_atomic_block
+
+    # when
+    claimed = claim_with(claim, Insert([first, second]), touch, one_statement=True)
+
+    # then: neither insert nor the other update happened
+    assert claimed is False
+    assert not Event.objects.filter(kind=events.HANDOFF_LOCKED).exists()
+    assert Session.objects.get(pk=other.pk).lock_token == ""
+    assert Session.objects.get(pk=session.pk).status == "idle"
+
+    # and when the claim matches, every write happens with it (two inserts of one model)
+    claim = Update(Session, {"status": "locked"}, {"pk": session.pk, "owner_version": 0})
+    assert claim_with(claim, Insert([first, second]), touch, one_statement=True) is True
+    payloads = Event.objects.filter(kind=events.HANDOFF_LOCKED).values_list("payload", flat=True)
+    assert sorted(p["handoff"] for p in payloads) == ["hof_x", "hof_y"]
+    assert Session.objects.get(pk=session.pk).status == "locked"
+    assert Session.objects.get(pk=other.pk).lock_token == "touched"
+
+
 @pytest.mark.parametrize("one_statement", [True, False])
 def test_a_claim_that_matches_writes_everything(session, one_statement):
     event = session_event_row(session, events.HANDOFF_LOCKED, handoff="hof_x")
