@@ -263,9 +263,8 @@ def _commit(
     """Phase 3: everything in one transaction, only while this handoff's lock holds."""
     group_id = rows[0].group_id
     # With no workspace to attach, the phase is one statement whose writes depend on its
-    # claim (statements.py): on PostgreSQL it needs no transaction of its own (autocommit
-    # spares the BEGIN and COMMIT round trips); a workspace_attach needs one.
-    alone = connection.vendor == "postgresql" and all(w is None for w in made)
+    # claim (statements.py): on PostgreSQL autocommit spares the BEGIN and COMMIT trips.
+    alone = connection.vendor == "postgresql" and not any(made)
     with contextlib.nullcontext() if alone else transaction.atomic():
         # No thread lock needed: the source is locked, which blocks archiving and deleting
         # the thread, so the recipients cannot land on an archived or deleted thread. Nor for
