@@ -347,8 +347,7 @@ def _commit(
             recipient_sessions=[c.pk for c in children],
             handoffs=[r.pk for r in rows],
         )
-        # The claim and everything it writes in one statement (statements.py); if the claim
-        # matches no row, nothing was written, and LockExpired rolls the handoff back.
+        # One statement (statements.py): a claim that matches nothing wrote nothing.
         claimed = claim_with(
             Update(
                 Session,
