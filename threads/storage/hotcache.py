@@ -50,14 +50,15 @@ DEFAULT_MAX_MESSAGES = 20_000
 
 Member = tuple[int, str | bytes]  # (seq, the message's API JSON)
 
-# Both scripts add (seq, member) pairs from ARGV[first…] to a sorted set, in batches so one
-# ZADD never takes more arguments than Lua's unpack() allows.
-_ZADD_PAIRS = """
-local function zadd_pairs(key, first)
+# Both scripts add (seq, member) pairs from args[first…] to a sorted set, in batches so one
+# ZADD never takes more arguments than Lua's unpack() allows; and both end by applying the
+# parked deltas that follow the version they reached (see _DELTA).
+_LUA_HELPERS = """
+local function zadd_pairs(key, args, first)
   local batch = {}
-  for i = first, #ARGV, 2 do
-    batch[#batch + 1] = ARGV[i]
-    batch[#batch + 1] = ARGV[i + 1]
+  for i = first, #args, 2 do
+    batch[#batch + 1] = args[i]
+    batch[#batch + 1] = args[i + 1]
     if #batch >= 512 then
       redis.call('ZADD', key, unpack(batch))
       batch = {}
@@ -65,13 +66,35 @@ local function zadd_pairs(key, first)
   end
   if #batch > 0 then redis.call('ZADD', key, unpack(batch)) end
 end
+
+-- d = {op, new hv, the op's arguments…}
+local function apply(d)
+  local op = d[1]
+  if op == 'append' then
+    zadd_pairs(KEYS[2], d, 3)
+  elseif op == 'truncate' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], d[3], '+inf')
+  elseif op == 'state' then
+    redis.call('SET', KEYS[3], d[3])
+  end
+  return tonumber(d[2])
+end
+
+local function apply_parked(hv)
+  while true do
+    local packed = redis.call('HGET', KEYS[4], tostring(hv))
+    if not packed then return hv end
+    redis.call('HDEL', KEYS[4], tostring(hv))
+    hv = apply(cjson.decode(packed))
+  end
+end
 """
 
 # Rebuild: replace the thread's keys with a complete history at version ARGV[1], unless the
 # cache already holds that version (complete) or a newer one.
-# KEYS: meta, messages, state. ARGV: hv, ttl, state JSON, then seq/member pairs.
+# KEYS: meta, messages, state, parked. ARGV: hv, ttl, state JSON, then seq/member pairs.
 _REBUILD = (
-    _ZADD_PAIRS
+    _LUA_HELPERS
     + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 local hv = tonumber(ARGV[1])
@@ -80,45 +103,55 @@ if cur == hv and redis.call('ZCARD', KEYS[2]) == tonumber(redis.call('HGET', KEY
   return 0
 end
 redis.call('DEL', KEYS[2])
-zadd_pairs(KEYS[2], 4)
+zadd_pairs(KEYS[2], ARGV, 4)
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[2])
-redis.call('HSET', KEYS[1], 'hv', ARGV[1], 'n', redis.call('ZCARD', KEYS[2]))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+hv = apply_parked(hv)
+redis.call('HSET', KEYS[1], 'hv', hv, 'n', redis.call('ZCARD', KEYS[2]))
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return 1
 """
 )
 
-# Delta: apply one change that took the thread from version ARGV[2] to ARGV[3]. Applies only
-# on top of exactly ARGV[2]; an older (or incomplete) cache is dropped, a newer one is kept,
-# an absent one stays absent (the next read rebuilds).
-# KEYS: meta, messages, state. ARGV: op, old hv, new hv, ttl, then the op's arguments:
-#   append: seq/member pairs · truncate: the first seq removed · state: the state JSON
+# Delta: apply one change that took the thread from version ARGV[2] to ARGV[3], on top of
+# exactly ARGV[2]. A cache at an older version is waiting for an earlier change whose
+# writer has not reached Redis yet (two appends commit in one order and their after-commit
+# deltas may arrive in the other): the delta is parked, keyed by its old version, for
+# PARKED_TTL_SECONDS, and applied as soon as the cache reaches that version (the earlier
+# delta, or a rebuild, lands). A version names one history, so a parked delta is right on
+# top of any cache at its old version. An incomplete cache is dropped, a newer one kept, an
+# absent one stays absent (the next read rebuilds); a change that never arrives leaves the
+# cache at its version, which reads then find stale (they compare it with the row).
+# KEYS: meta, messages, state, parked. ARGV: op, old hv, new hv, ttl, parked ttl, then the
+# op's arguments: append: seq/member pairs · truncate: the first seq removed · state: JSON
 _DELTA = (
-    _ZADD_PAIRS
+    _LUA_HELPERS
     + """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'hv'))
 if not cur then return 0 end
 local old = tonumber(ARGV[2])
 local new = tonumber(ARGV[3])
 if cur >= new then return 0 end
-if cur ~= old or redis.call('ZCARD', KEYS[2]) ~= tonumber(redis.call('HGET', KEYS[1], 'n')) then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if redis.call('ZCARD', KEYS[2]) ~= tonumber(redis.call('HGET', KEYS[1], 'n')) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return -1
 end
-local op = ARGV[1]
-if op == 'append' then
-  zadd_pairs(KEYS[2], 5)
-elseif op == 'truncate' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[5], '+inf')
-elseif op == 'state' then
-  redis.call('SET', KEYS[3], ARGV[5])
+local d = {ARGV[1], ARGV[3]}
+for i = 6, #ARGV do d[#d + 1] = ARGV[i] end
+if cur < old then
+  redis.call('HSET', KEYS[4], ARGV[2], cjson.encode(d))
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+  return 2
 end
-redis.call('HSET', KEYS[1], 'hv', ARGV[3], 'n', redis.call('ZCARD', KEYS[2]))
+local hv = apply_parked(apply(d))
+redis.call('HSET', KEYS[1], 'hv', hv, 'n', redis.call('ZCARD', KEYS[2]))
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
 return 1
 """
 )
+
+# How long a delta waits for the one before it (seconds): a writer that has committed
+# reaches Redis within milliseconds, unless it died (then reads rebuild).
+PARKED_TTL_SECONDS = 10
 
 
 # --- Connection ------------------------------------------------------------------------
@@ -148,6 +181,11 @@ def keys(thread_id: str) -> tuple[str, str, str]:
     """(meta, messages, state) of a thread; one hash tag, so one cluster slot."""
     tag = f"tl:{{{thread_id}}}"
     return f"{tag}:meta", f"{tag}:messages", f"{tag}:state"
+
+
+def parked_key(thread_id: str) -> str:
+    """The hash of deltas waiting for an earlier one (_DELTA), in the thread's slot."""
+    return f"tl:{{{thread_id}}}:parked"
 
 
 def _ttl() -> int:
@@ -242,7 +280,7 @@ def rebuild(*, thread_id: str, history_version: int, members: Sequence[Member], 
     written = _run(
         "rebuild",
         lambda client: client.register_script(_REBUILD)(
-            keys=[meta, messages, state_key], args=args
+            keys=[meta, messages, state_key, parked_key(thread_id)], args=args
         ),
         default=0,
     )
@@ -254,14 +292,15 @@ def _delta(thread_id: str, op: str, old: int, new: int, *args: Any) -> None:
     _run(
         f"{op} write-through",
         lambda client: client.register_script(_DELTA)(
-            keys=[meta, messages, state], args=[op, old, new, _ttl(), *args]
+            keys=[meta, messages, state, parked_key(thread_id)],
+            args=[op, old, new, _ttl(), PARKED_TTL_SECONDS, *args],
         ),
     )
 
 
 def drop(thread_id: str) -> None:
     """Delete the thread's keys (after a flush, or when a change is easier to rebuild)."""
-    _run("drop", lambda client: client.delete(*keys(thread_id)))
+    _run("drop", lambda client: client.delete(*keys(thread_id), parked_key(thread_id)))
 
 
 # The write-through of each kind of change, registered to run after the commit of the

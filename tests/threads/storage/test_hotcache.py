@@ -262,10 +262,35 @@ def test_a_stale_writer_cannot_put_an_older_version_over_a_newer_one(thread):
     assert (hv, members) == (6, [{"id": "new"}])
 
 
-def test_a_delta_on_top_of_an_older_cache_drops_it(thread):
+def test_a_delta_ahead_of_the_cache_waits_for_the_one_before_it(thread):
+    # given: the cache at 3; the append 4 → 5 reaches Redis before the append 3 → 4
     hotcache.rebuild(thread_id=thread.id, history_version=3, members=[], state=None)
-    hotcache._delta(thread.id, "append", 4, 5, 1, json.dumps({"id": "x"}))
-    assert cached(thread.id) == (None, [], None)
+    hotcache._delta(thread.id, "append", 4, 5, 2, json.dumps({"id": "second"}))
+    # then: it waits (the cache stays at 3, which reads find stale), with a bounded life
+    assert cached(thread.id)[:2] == (3, [])
+    parked = hotcache.parked_key(thread.id)
+    assert 0 < redis().ttl(parked) <= hotcache.PARKED_TTL_SECONDS
+    # when the earlier one lands, both apply, in order
+    hotcache._delta(thread.id, "append", 3, 4, 1, json.dumps({"id": "first"}))
+    assert cached(thread.id)[:2] == (5, [{"id": "first"}, {"id": "second"}])
+    assert not redis().exists(parked)
+
+
+def test_a_rebuild_applies_the_deltas_waiting_on_its_version(thread):
+    hotcache.rebuild(thread_id=thread.id, history_version=1, members=[], state=None)
+    hotcache._delta(thread.id, "state", 3, 4, json.dumps({"k": 1}))
+    hotcache._delta(thread.id, "append", 4, 5, 2, json.dumps({"id": "b"}))
+    # a fill stores version 3 (a catch-up, say): what waited on 3 and then 4 follows
+    member = json.dumps({"id": "a"})
+    assert hotcache.rebuild(thread_id=thread.id, history_version=3, members=[(1, member)], state={})
+    assert cached(thread.id) == (5, [{"id": "a"}, {"id": "b"}], {"k": 1})
+
+
+def test_dropping_the_cache_drops_the_deltas_waiting_too(thread):
+    hotcache.rebuild(thread_id=thread.id, history_version=1, members=[], state=None)
+    hotcache._delta(thread.id, "append", 2, 3, 1, json.dumps({"id": "x"}))
+    hotcache.drop(thread.id)
+    assert not redis().exists(hotcache.parked_key(thread.id))
 
 
 def test_the_keys_expire_after_the_hot_ttl(thread, settings):
