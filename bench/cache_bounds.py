@@ -3,7 +3,7 @@
     .venv/bin/python bench/cache_bounds.py [--long 10000] [--appenders 3] [--big 100] ...
 
 Creates (drops and recreates) its own PostgreSQL database, empties its Redis database (5 by
-default), starts gunicorn (2 sync workers) and a Celery worker (the hot-cache fill runs
+default), starts gunicorn (gunicorn.conf.py) and a Celery worker (the hot-cache fill runs
 there, as in a deployment), seeds through the API and measures:
 
 1. **Appends racing a fill**: a `--long`-message thread whose cache keys are dropped, then
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\nPostgreSQL {pg_version}, load average {load:.1f} at start, gunicorn "
-        f"{args.workers} sync workers + a Celery worker (fills)\n"
+        f"{args.workers} gunicorn.conf.py workers + a Celery worker (fills)\n"
     )
     print(
         table(
