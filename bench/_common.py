@@ -403,6 +403,17 @@ class Run:
         return percentile(self.latencies, p) * 1000
 
 
+def merged(runs: list[Run]) -> Run:
+    """The rounds of one side as one run: all latencies, the summed wall and CPU times."""
+    out = Run()
+    for run in runs:
+        out.latencies += run.latencies
+        out.wall += run.wall
+        out.cpu += run.cpu
+        out.errors += run.errors
+    return out
+
+
 def run_concurrent(
     *,
     workers: int,

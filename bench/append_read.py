@@ -42,6 +42,7 @@ from _common import (
     celery_worker,
     gunicorn,
     manage,
+    merged,
     project_env,
     recreate_database,
     require_positive,
@@ -212,17 +213,6 @@ def bare_inserts(conns: list, thread_ids: list[str], counters, total: int, args,
         conn.commit()
 
     return run_concurrent(workers=args.concurrency, total=total, setup=lambda w: conns[w], op=op)
-
-
-def merged(runs: list[Run]) -> Run:
-    """The rounds of one side as one run: all latencies, the summed wall and CPU times."""
-    out = Run()
-    for run in runs:
-        out.latencies += run.latencies
-        out.wall += run.wall
-        out.cpu += run.cpu
-        out.errors += run.errors
-    return out
 
 
 def _now():

@@ -60,6 +60,7 @@ from _common import (
     database_url,
     gunicorn,
     manage,
+    merged,
     proc_table,
     process_tree,
     project_env,
@@ -467,15 +468,6 @@ class CpuProbe:
 
 
 # --- Report ----------------------------------------------------------------------------
-
-
-def merged(runs: list[Run]) -> Run:
-    out = Run()
-    for run in runs:
-        out.latencies += run.latencies
-        out.wall += run.wall
-        out.errors += run.errors
-    return out
 
 
 def _spread(ratios: list[float], fmt: str = "{:.2f}x") -> str:

@@ -56,6 +56,7 @@ from _common import (
     free_port,
     gunicorn,
     manage,
+    merged,
     project_env,
     recreate_database,
     require_positive,
@@ -454,17 +455,6 @@ def bench_flush(args, ids: list[str], warm_ids: list[str], s3, bucket: str, redi
         "before": before,
         "after": after,
     }
-
-
-def merged(parts: list[Run]) -> Run:
-    """The rounds of one side as one Run (latencies and wall time summed)."""
-    run = Run()
-    for part in parts:
-        run.latencies += part.latencies
-        run.wall += part.wall
-        run.cpu += part.cpu
-        run.errors += part.errors
-    return run
 
 
 def round_ratios(a: list[Run], b: list[Run]) -> list[float]:

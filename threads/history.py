@@ -7,11 +7,9 @@ and tells the hot cache what changed once it has committed."""
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
@@ -23,7 +21,7 @@ from common.errors import InvalidInput, NotFound, PayloadTooLarge, ThreadArchive
 from common.ids import new_id
 from threads import events, locks
 from threads.events import thread_event
-from threads.message_format import estimate_tokens
+from threads.message_format import estimate_tokens, json_bytes
 from threads.models import (
     MESSAGE_COLUMNS,
     CompactedMessageId,
@@ -71,21 +69,12 @@ class AppendResult:
     last_seq: int = 0
 
 
-def _json_size(raw: dict[str, Any]) -> int:
-    """Bytes of the message as compact UTF-8 JSON (orjson; the standard library for an
-    integer beyond 64 bits, which orjson refuses)."""
-    try:
-        return len(orjson.dumps(raw))
-    except TypeError:
-        return len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 def _prepare(messages: list[dict[str, Any]]) -> list[MessageIn]:
     """Give every message an id and a token estimate, and enforce MAX_MESSAGE_BYTES."""
     limit = settings.MAX_MESSAGE_BYTES
     prepared = []
     for index, raw in enumerate(messages):
-        size = _json_size(raw)
+        size = len(json_bytes(raw))  # bytes of the message as compact UTF-8 JSON
         if size > limit:
             raise PayloadTooLarge(
                 f"Message {index} is {size} bytes; the limit is {limit}.",
@@ -155,21 +144,19 @@ def _known_ids(cursor, sql: str, thread_id: str, ids: list[str]) -> dict[str, in
     """{id: seq} of those of `ids` the thread already has: its live messages and the ones a
     compaction summarized away (which answer with the seq they had). One round trip, a
     UNION ALL (the two sets are disjoint); read into a dict, so no ORDER BY."""
-    marks = ", ".join(["%s"] * len(ids))
-    cursor.execute(sql.format(ids=marks), [thread_id, *ids, thread_id, *ids])
+    cursor.execute(*_known_query(sql, thread_id, ids))
     return dict(cursor.fetchall())
+
+
+def _known_query(sql: str, thread_id: str, ids: list[str]) -> tuple[str, list]:
+    """The duplicate check for `ids` as SQL and parameters."""
+    marks = ", ".join(["%s"] * len(ids))
+    return sql.format(ids=marks), [thread_id, *ids, thread_id, *ids]
 
 
 @functools.cache
 def _message_fields() -> tuple:
     return tuple(Message._meta.get_field(name) for name in MESSAGE_COLUMNS)
-
-
-def _orjson_dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # an integer beyond 64 bits
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @functools.cache
@@ -179,7 +166,7 @@ def _adapters(vendor: str) -> tuple:
     adapters = []
     for f in _message_fields():
         if vendor == "postgresql" and isinstance(f, JSONField):
-            adapters.append(functools.partial(Jsonb, dumps=_orjson_dumps))
+            adapters.append(functools.partial(Jsonb, dumps=json_bytes))
         else:
             adapters.append(functools.partial(f.get_db_prep_save, connection=connection))
     return tuple(adapters)
@@ -205,9 +192,9 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
     tenant's thread is a 404 here, as in the API).
     """
     prepared = _prepare(messages)
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        if connection.get_autocommit():
-            return _append_pipelined(thread, prepared)
+    pg = connection.vendor == "postgresql"
+    if pg and not connection.in_atomic_block and connection.get_autocommit():
+        return _append_pipelined(thread, prepared)
     sql = _append_sql(connection.vendor)
     with transaction.atomic():
         locked = locks.lock_thread_values(thread.pk, _APPEND_COLUMNS, tenant_id=thread.tenant_id)
@@ -217,11 +204,10 @@ def messages_append(*, thread: Thread, messages: list[dict[str, Any]]) -> Append
             known = _known_ids(cursor, sql["known"], thread.pk, client_ids) if client_ids else {}
             plan = _plan(thread.pk, prepared, known, last_seq)
             if plan.fresh:
-                if connection.vendor == "postgresql":
+                if pg:
                     cursor.execute(_write_sql(sql, plan), plan.params + plan.counters)
                 else:
-                    rows = sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(plan.fresh))
-                    cursor.execute(rows, plan.params)
+                    cursor.execute(_insert_sql(sql, plan), plan.params)
                     cursor.execute(sql["update"], plan.counters)
                 _cache_append(thread.pk, history_version, plan)
     return plan.result
@@ -254,11 +240,7 @@ def _append_pipelined(thread: Thread, prepared: list[MessageIn]) -> AppendResult
                 lock.execute("BEGIN")
                 lock.execute(_lock_sql(), [thread.pk, thread.tenant_id])
                 if client_ids:
-                    marks = ", ".join(["%s"] * len(client_ids))
-                    check.execute(
-                        sql["known"].format(ids=marks),
-                        [thread.pk, *client_ids, thread.pk, *client_ids],
-                    )
+                    check.execute(*_known_query(sql["known"], thread.pk, client_ids))
                 locked = lock.fetchone()
                 known = dict(check.fetchall()) if client_ids else {}
                 last_seq, history_version = _check_locked(thread, locked)
@@ -338,11 +320,14 @@ def _plan(thread_id: str, prepared: list[MessageIn], known: dict[str, int], last
     return _Plan(result, fresh, params, [seq, len(fresh), tokens, now, now, thread_id])
 
 
+def _insert_sql(sql: dict[str, str], plan: _Plan) -> str:
+    return sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(plan.fresh))
+
+
 def _write_sql(sql: dict[str, str], plan: _Plan) -> str:
     """PostgreSQL: the INSERT as a data-modifying CTE of the counters' UPDATE, one
     statement (both run under the lock, on the same snapshot)."""
-    rows = sql["insert"] + ", ".join([_ROW_PLACEHOLDERS] * len(plan.fresh))
-    return f"WITH inserted AS ({rows}) {sql['update']}"
+    return f"WITH inserted AS ({_insert_sql(sql, plan)}) {sql['update']}"
 
 
 def _cache_append(thread_id: str, history_version: int, plan: _Plan) -> None:

@@ -119,11 +119,8 @@ def lock_thread_values(
     """`columns` of the thread under its row lock, as a tuple, or None when there is no such
     thread (of `tenant_id`, when given). Fixed SQL and no model instance: the append's hot
     path (threads.history)."""
-    _take(THREAD)
     sql = thread_values_sql(connection.vendor, columns, by_tenant=tenant_id is not None)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [thread_id] if tenant_id is None else [thread_id, tenant_id])
-        return cursor.fetchone()
+    return lock_thread_joined(sql, [thread_id] if tenant_id is None else [thread_id, tenant_id])
 
 
 # What session and handoff writes read from their thread.
@@ -147,9 +144,10 @@ def thread_lock_clause(alias: str) -> str:
 
 
 def lock_thread_joined(sql: str, params: list[Any]) -> tuple | None:
-    """The first row of `sql`, a SELECT of one thread joined to rows of it that ends with
-    thread_lock_clause(), under that thread's row lock; None if there is none. For a
-    writer that reads what it checks and locks the thread in one round trip (a handoff)."""
+    """The first row of `sql`, a SELECT of one thread (alone, or joined to rows of it and
+    ending with thread_lock_clause()) that locks that thread's row; None if there is none.
+    For a writer that reads what it checks and locks the thread in one round trip (a
+    handoff; lock_thread_values)."""
     _take(THREAD)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -52,13 +52,18 @@ def message_json(*row: Any) -> str:
     return message_json_bytes(*row).decode()
 
 
-def json_text(value: Any) -> str:
-    """Compact JSON text of a value (for jsonb parameters and COPY rows): orjson, with the
-    standard library for what orjson refuses (an integer beyond 64 bits)."""
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a value (size checks, jsonb parameters, COPY rows): orjson,
+    with the standard library for what orjson refuses (an integer beyond 64 bits)."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_text(value: Any) -> str:
+    """json_bytes as text."""
+    return json_bytes(value).decode()
 
 
 def json_parse(raw: str | bytes) -> Any:
