@@ -174,3 +174,41 @@ def test_a_write_the_database_refuses_stores_nothing_and_rolls_back(make_thread)
     # and the next append on the same connection goes on from there
     result = history.messages_append(thread=thread, messages=[msg("b")])
     assert (result.appended, result.last_seq) == (1, 2)
+
+
+def test_through_the_api_the_pipelined_append_answers_as_documented(make_thread, tenant):
+    # given: the API outside any test transaction (the pipelined path), a thread of ours,
+    # another tenant's key, and a closed thread
+    from tests.conftest import assert_error, make_caller
+
+    thread, closed = make_thread(), make_thread()
+    services.thread_close(thread=closed)
+    _, secret = tenancy.api_key_create(tenant=tenant)
+    ours = make_caller("ours").client
+    ours.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")  # a key of the threads' tenant
+    outsider = make_caller("outsider").client
+
+    def append(client, target, *messages):
+        body = {"messages": list(messages)}
+        return client.post(f"/api/v1/threads/{target.id}/messages/", body, format="json")
+
+    # when / then: 201, then 200 for the same id, each with the seq it has
+    with CaptureQueriesContext(connection) as queries:
+        first = append(ours, thread, msg("a"), msg("b"))
+    assert first.status_code == 201, first.content
+    assert "BEGIN" in [q["sql"] for q in queries.captured_queries]  # the pipelined path
+    assert first.json()["messages"] == [{"id": "a", "seq": 1}, {"id": "b", "seq": 2}]
+    again = append(ours, thread, msg("a"))
+    assert again.status_code == 200, again.content
+    assert again.json() == {
+        "appended": 0,
+        "duplicates": 1,
+        "messages": [{"id": "a", "seq": 1}],
+        "last_seq": 2,
+    }
+    # another tenant's key: 404, and nothing stored; a closed thread: 409 thread_closed
+    assert_error(append(outsider, thread, msg("x")), 404, "not_found")
+    assert_error(append(ours, closed, msg("x")), 409, "thread_closed")
+    assert [row[0] for row in stored(thread)] == ["a", "b"]
+    assert stored(closed) == []
+    assert_connection_clean()
