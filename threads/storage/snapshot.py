@@ -28,6 +28,7 @@ reads is kept whole, its raw JSON in metadata "zeitlich_raw".
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 from dataclasses import dataclass
@@ -121,7 +122,29 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 128
 
 
+@contextlib.contextmanager
+def _collector_paused():
+    """No cyclic garbage collection inside the block. Parsing a snapshot allocates a few
+    objects per message and frees none, so the collector's passes over a 10,000-message
+    thread find nothing and were a quarter of its decode. The collector is the process's:
+    it is switched back on only if it was on, so an overlapping block elsewhere never
+    leaves it off."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def snapshot_decode(body: bytes, *, thread: Thread, key: str = "") -> DecodedSnapshot:
+    """Parse and check a snapshot for `thread` (see _decode)."""
+    with _collector_paused():
+        return _decode(body, thread=thread, key=key)
+
+
+def _decode(body: bytes, *, thread: Thread, key: str) -> DecodedSnapshot:
     """Parse and check a snapshot for `thread`; ColdSnapshotCorrupt (503) on anything
     wrong — nothing is written before the whole body has been checked."""
 

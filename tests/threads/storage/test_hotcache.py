@@ -262,6 +262,43 @@ def test_a_stale_writer_cannot_put_an_older_version_over_a_newer_one(thread):
     assert (hv, members) == (6, [{"id": "new"}])
 
 
+def staging_keys(thread_id):
+    return list(redis().scan_iter(match=f"tl:{{{thread_id}}}:staging:*"))
+
+
+def test_a_rebuild_larger_than_a_staging_batch_stores_every_member_and_no_staging_key(
+    thread,
+):
+    count = hotcache.STAGING_BATCH * 2 + 7
+    members = [(seq, json.dumps({"id": f"m{seq}"})) for seq in range(1, count + 1)]
+    assert hotcache.rebuild(thread_id=thread.id, history_version=2, members=members, state={})
+    hv, cached_members, state = cached(thread.id)
+    assert (hv, state) == (2, {})
+    assert [m["id"] for m in cached_members] == [f"m{seq}" for seq in range(1, count + 1)]
+    assert staging_keys(thread.id) == []
+    # a refused rebuild (the cache holds that version, complete) leaves none behind either
+    assert not hotcache.rebuild(thread_id=thread.id, history_version=2, members=members, state={})
+    assert staging_keys(thread.id) == []
+
+
+def test_an_incomplete_staging_key_is_never_renamed_into_place(thread):
+    # given: the cache at 1; a rebuild at 2 whose staging pipeline was cut short (it holds
+    # one member of the two the script is told of)
+    hotcache.rebuild(thread_id=thread.id, history_version=1, members=[(1, '{"id":"a"}')], state={})
+    meta, messages, state = hotcache.keys(thread.id)
+    staging = f"tl:{{{thread.id}}}:staging:cut"
+    redis().zadd(staging, {'{"id":"x"}': 1})
+    script = redis().register_script(hotcache._REBUILD)
+    written = script(
+        keys=[meta, messages, state, hotcache.parked_key(thread.id), staging],
+        args=[2, 60, "{}", 2],
+    )
+    # then: nothing written, the staging key gone
+    assert written == -1
+    assert cached(thread.id)[:2] == (1, [{"id": "a"}])
+    assert not redis().exists(staging)
+
+
 def test_a_delta_ahead_of_the_cache_waits_for_the_one_before_it(thread):
     # given: the cache at 3; the append 4 → 5 reaches Redis before the append 3 → 4
     hotcache.rebuild(thread_id=thread.id, history_version=3, members=[], state=None)

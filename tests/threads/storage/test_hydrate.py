@@ -17,7 +17,7 @@ from django_redis import get_redis_connection
 from tests.conftest import assert_error
 from threads import history, services
 from threads.models import Event, Message, Thread
-from threads.storage import cold, hotcache, snapshot
+from threads.storage import cold, hotcache, snapshot, tiers
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +135,31 @@ def test_hydrate_seeds_the_cache_so_the_next_read_is_a_hit(
     redis = get_redis_connection("default")
     assert int(redis.hget(meta, "hv")) == Thread.objects.get(pk=thread.pk).history_version
     assert redis.zcard(messages) == 2
+    assert staging_keys(thread) == []  # renamed into place
+
+
+def staging_keys(thread) -> list[bytes]:
+    redis = get_redis_connection("default")
+    return list(redis.scan_iter(match=f"tl:{{{thread.id}}}:staging:*"))
+
+
+def test_a_hydrate_that_fails_in_its_transaction_leaves_the_thread_cold_and_no_cache(
+    api, thread, s3, monkeypatch
+):
+    cold_thread = flushed(api, thread, "a", "b")
+
+    def broken(thread_id, rows):
+        raise RuntimeError("the COPY failed")
+
+    monkeypatch.setattr(tiers, "insert_messages", broken)
+    with pytest.raises(RuntimeError):
+        tiers.thread_hydrate(thread=cold_thread)
+
+    assert Thread.objects.get(pk=thread.pk).tier == "cold"
+    assert rows(thread) == []
+    assert staging_keys(thread) == []
+    meta, messages, _ = hotcache.keys(thread.id)
+    assert not get_redis_connection("default").exists(meta, messages)
 
 
 def test_dedup_survives_flush_and_hydrate(api, thread, s3):
