@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.viewsets import GenericViewSet
 
 from common.api.authentication import TenantPrincipal
@@ -62,3 +63,12 @@ class TenantScopedViewSet(GenericViewSet):
         if self.detail:
             return queryset
         return super().filter_queryset(queryset)
+
+    def get_object_only(self, *fields: str):
+        """get_object() with only `fields` of the row loaded (and the pk; another field is
+        read on first access): for a call on a wide row that needs a few of its columns."""
+        lookup = self.lookup_url_kwarg or self.lookup_field
+        queryset = self.get_queryset().only(*fields)
+        obj = get_object_or_404(queryset, **{self.lookup_field: self.kwargs[lookup]})
+        self.check_object_permissions(self.request, obj)
+        return obj

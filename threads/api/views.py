@@ -102,6 +102,9 @@ _thread_representation = representer(ThreadSerializer)
 _validate_batch = validator(MessageBatchSerializer)
 _validate_create = validator(ThreadCreateSerializer)
 _APPEND_REF = ("id", "tenant_id", "tier")
+# What a page read uses of the thread row (pages.messages_page_json: the tier, the cache's
+# version, the flush seqlock, the fill's size check); the row's JSON columns are not parsed.
+_PAGE_FIELDS = ("tier", "history_version", "last_flushed_at", "message_count", "token_estimate")
 
 
 def thread_response(thread: Thread, status_code: int = 200) -> Response:
@@ -316,9 +319,9 @@ class ThreadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def messages(self, request: Request, pk: str) -> Response:
         if request.method == "POST":
             return self._append(request, pk)
-        thread = self.get_object()
         if request.method == "GET":
-            return self._list_messages(request, thread)
+            return self._list_messages(request, self.get_object_only(*_PAGE_FIELDS))
+        thread = self.get_object()
         data = validated(MessageReplaceSerializer, request.data)
         result = history.messages_replace(thread=thread, messages=data["messages"])
         return Response(AppendResultSerializer(result).data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -67,79 +68,108 @@ def _page_sql(vendor: str) -> str:
     # knows there is more).
     qn = connection.ops.quote_name
     meta = Message._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in MESSAGE_COLUMNS)
-    tokens, seq = qn(meta.get_field("token_estimate").column), qn(meta.get_field("seq").column)
-    # On PostgreSQL the database writes each message's JSON (_message_json_sql) and the
-    # worker only joins the texts: parsing two JSON columns and a timestamp per row and
-    # writing the JSON again was most of a database page's time. Elsewhere: the columns.
-    # The row after the page (there only to tell that there is more) and a row past the
-    # size bound are not rendered: with megabyte messages, rendering them was half the cost.
-    shown = (
-        f"CASE WHEN rn <= %s AND before < %s THEN {_message_json_sql()} END, {seq}"
-        if vendor == "postgresql"
-        else columns
-    )
-    return (
-        f"SELECT {shown}, before FROM (SELECT {columns}, ROW_NUMBER() OVER w AS rn, "
-        f"SUM({tokens}) OVER w - {tokens} AS before, LAG({tokens}, 1, 0) OVER w AS previous "
-        f"FROM {qn(meta.db_table)} WHERE {qn(meta.get_field('thread').column)} = %s "
-        f"AND {seq} > %s WINDOW w AS (ORDER BY {seq}) ORDER BY {seq} LIMIT %s) page "
-        f"WHERE before - previous < %s ORDER BY {seq}"
-    )
-
-
-def _message_json_sql() -> str:
-    """A message row as the API's JSON object, written by PostgreSQL: the keys of
-    message_format.message_dict in the same (sorted) order, created_at in Python's
-    isoformat with `Z` (microseconds shown unless zero). Equal as JSON to
-    message_json_bytes; nested JSON is PostgreSQL's rendering of the jsonb (with spaces)."""
-    qn = connection.ops.quote_name
-    meta = Message._meta
 
     def col(name: str) -> str:
         return qn(meta.get_field(name).column)
 
-    # One to_char with the microseconds, dropped when they are zero (as isoformat does):
-    # cheaper per row than a second to_char behind a CASE.
-    utc = f"({col('created_at')} AT TIME ZONE 'UTC')"
-    created = f"replace(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '.000000Z', 'Z')"
-    pairs = {
-        "content": col("content"),
-        "created_at": created,
-        "id": col("message_id"),
-        "metadata": col("metadata"),
-        "role": col("role"),
-        "seq": col("seq"),
-        "token_estimate": col("token_estimate"),
-    }
-    return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in pairs.items()) + ")::text"
+    columns = ", ".join(col(name) for name in MESSAGE_COLUMNS)
+    tokens, seq = col("token_estimate"), col("seq")
+    if vendor == "postgresql":
+        # The two JSON columns come as PostgreSQL's text of the jsonb (Django's connection
+        # loads jsonb as text) and are written into the message's JSON unparsed (_row_json);
+        # only those of the page: the row after it (there only to tell that there is more)
+        # and a row past the size bound are not detoasted — with megabyte messages that
+        # was half the cost. created_at comes in UTC, without its zone.
+        shown = "CASE WHEN rn <= %s AND before < %s THEN {} END AS {}"
+        selected = (
+            f"{shown.format(col('content'), 'shown_content')}, "
+            f"{shown.format(col('metadata'), 'shown_metadata')}, "
+            f"{col('message_id')}, {seq}, {col('role')}, {tokens}, "
+            f"({col('created_at')} AT TIME ZONE 'UTC') AS utc_created_at"
+        )
+    else:
+        selected = columns
+    page = (
+        f"SELECT {selected}, before FROM (SELECT {columns}, ROW_NUMBER() OVER w AS rn, "
+        f"SUM({tokens}) OVER w - {tokens} AS before, LAG({tokens}, 1, 0) OVER w AS previous "
+        f"FROM {qn(meta.db_table)} WHERE {col('thread')} = %s "
+        f"AND {seq} > %s WINDOW w AS (ORDER BY {seq}) ORDER BY {seq} LIMIT %s) page "
+        f"WHERE before - previous < %s"
+    )
+    if vendor != "postgresql":
+        return f"{page} ORDER BY {seq}"
+    # The thread's tier and last flush in the same statement, so under the same snapshot as
+    # the rows: if that snapshot shows the thread hot and not flushed since the caller loaded
+    # it, every row of its history is in it (the check a second query made, one round trip
+    # less). One row of NULL messages when the page is empty.
+    thread_meta = Thread._meta
+    tier, flushed = (qn(thread_meta.get_field(n).column) for n in ("tier", "last_flushed_at"))
+    return (
+        f"SELECT t.{tier}, t.{flushed}, p.* FROM (SELECT {tier}, {flushed} FROM "
+        f"{qn(thread_meta.db_table)} WHERE {qn(thread_meta.pk.column)} = %s) t "
+        f"LEFT JOIN LATERAL ({page}) p ON true ORDER BY p.{seq}"
+    )
+
+
+def _json_string(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _row_json(
+    content: str,
+    metadata: str,
+    message_id: str,
+    seq: int,
+    role: str,
+    tokens: int,
+    created: datetime,
+) -> bytes:
+    """A PostgreSQL page row as the API's JSON object: the keys of message_format's
+    message_dict in the same (sorted) order, created_at as its isoformat with `Z`. Equal as
+    JSON to message_json_bytes; the nested JSON is PostgreSQL's text of the jsonb (with
+    spaces). Written here from the raw text it took a third less time per row than
+    PostgreSQL's json_build_object and to_char did."""
+    return (
+        f'{{"content":{content},"created_at":"{created.isoformat()}Z",'
+        f'"id":{_json_string(message_id)},"metadata":{metadata},"role":{_json_string(role)},'
+        f'"seq":{seq},"token_estimate":{tokens}}}'
+    ).encode()
 
 
 def _page_from_database(
     thread: Thread, after_seq: int, limit: int
 ) -> tuple[list[bytes], int | None] | None:
     budget = settings.PAGE_MAX_BYTES // BYTES_PER_TOKEN
+    params = [thread.pk, after_seq, limit + 1, budget]
+    postgresql = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        params = [thread.pk, after_seq, limit + 1, budget]
-        if connection.vendor == "postgresql":
-            params = [limit, budget, *params]  # the CASE of the select list comes first
-        cursor.execute(_page_sql(connection.vendor), params)
-        rows = cursor.fetchall()
-    # A one-row slice by pk: first() would add an ORDER BY.
-    recheck = list(Thread.objects.filter(pk=thread.pk).values_list("tier", "last_flushed_at")[:1])
-    if not recheck:
+        if postgresql:  # the thread row, then the CASEs of the select list, then the page
+            cursor.execute(
+                _page_sql("postgresql"), [thread.pk, limit, budget, limit, budget, *params]
+            )
+            rows = cursor.fetchall()
+            head = rows[0][:2] if rows else None
+            rows = [row[2:] for row in rows if row[5] is not None]  # (seq: not the empty row)
+        else:
+            cursor.execute(_page_sql(connection.vendor), params)
+            rows = cursor.fetchall()
+            # After the rows, by pk (a one-row slice: first() would add an ORDER BY).
+            heads = Thread.objects.filter(pk=thread.pk).values_list("tier", "last_flushed_at")
+            head = next(iter(heads[:1]), None)
+    if head is None:
         raise NotFound("Thread not found.")
-    tier, flushed_at = recheck[0]
+    tier, flushed_at = head
     if tier != Tier.HOT or flushed_at != thread.last_flushed_at:
         return None  # flushed meanwhile: the rows read may be partial
     page = [row for row in rows if row[-1] < budget][:limit]
-    if connection.vendor == "postgresql":  # (json, seq, before): written by the database
-        members = [row[0].encode() for row in page]
+    if postgresql:
+        members = [_row_json(*row[:-1]) for row in page]
     else:
         decode = _row_decoder(connection.vendor)
         members = [message_json_bytes(*decode(row[:-1])) for row in page]
     more = len(rows) > len(page)
-    return members, (page[-1][1] if more else None)
+    seq_at = 3 if postgresql else 1
+    return members, (page[-1][seq_at] if more else None)
 
 
 @functools.cache
@@ -167,12 +197,6 @@ def _row_decoder(vendor: str):
         return tuple(values)
 
     return decode
-
-
-def _converters(col: Any) -> list:
-    if isinstance(col.output_field, models.JSONField):
-        return [_json_loads]
-    return [*connection.ops.get_db_converters(col), *col.output_field.get_db_converters(connection)]
 
 
 def _json_loads(value: Any, expression: Any, connection: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -123,6 +124,40 @@ def test_a_cache_hit_answers_exactly_what_the_database_path_answers(
     from_database = api.get(url(thread, "messages")).json()
 
     assert from_cache == from_database
+
+
+def test_the_database_path_writes_each_message_as_message_json_does(api, thread, settings):
+    # given: ids and text that need escaping, nested JSON, and timestamps with and without
+    # microseconds (isoformat drops them when zero)
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    tricky = [
+        {"id": 'q"uote\\back', "role": "user", "content": "line\nbreak\ttab \u0001 ☃"},
+        {"id": "ünï/ code", "role": "tool", "content": [{"type": "text", "text": "é", "k": [1.5]}]},
+        {"id": "plain", "role": "assistant", "content": "", "metadata": {"n": 10**15}},
+    ]
+    response = api.post(url(thread, "messages"), {"messages": tricky})
+    assert response.status_code == 201, response.json()
+    whole = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    Message.objects.filter(thread_id=thread.pk, seq=1).update(created_at=whole)
+    Message.objects.filter(thread_id=thread.pk, seq=2).update(
+        created_at=whole.replace(microsecond=120)
+    )
+
+    # when: pages of one from the database
+    served, cursor = [], ""
+    while cursor is not None:
+        page = api.get(url(thread, f"messages?limit=1{cursor}")).json()
+        served += page["results"]
+        cursor = f"&cursor={page['next']}" if page["next"] is not None else None
+
+    # then: each as the Python writer gives it, and the cursor walks all three
+    rows = Message.objects.filter(thread_id=thread.pk).order_by("seq")
+    expected = [json.loads(message_json_bytes(*row)) for row in rows.values_list(*MESSAGE_COLUMNS)]
+    assert served == expected
+    assert [m["created_at"] for m in served[:2]] == [
+        "2026-01-02T03:04:05Z",
+        "2026-01-02T03:04:05.000120Z",
+    ]
 
 
 def message_queries_for(api, thread) -> list[str]:

@@ -14,10 +14,11 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django_redis import get_redis_connection
 
+from common.errors import NotFound
 from tests.conftest import assert_error
 from threads import history, services
 from threads.models import Event, Message, Thread
-from threads.storage import cold, hotcache, snapshot, tiers
+from threads.storage import cold, hotcache, pages, snapshot, tiers
 
 pytestmark = pytest.mark.django_db
 
@@ -160,6 +161,37 @@ def test_a_hydrate_that_fails_in_its_transaction_leaves_the_thread_cold_and_no_c
     assert staging_keys(thread) == []
     meta, messages, _ = hotcache.keys(thread.id)
     assert not get_redis_connection("default").exists(meta, messages)
+
+
+def test_a_read_of_a_thread_flushed_since_it_was_loaded_hydrates_and_answers_every_message(
+    api, thread, s3, settings
+):
+    # given: the thread loaded hot (as a view loads it), then flushed by someone else
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    add(thread, "a", "b", "c")
+    loaded = Thread.objects.get(pk=thread.pk)
+    tiers.thread_flush(thread=Thread.objects.get(pk=thread.pk))
+    assert rows(thread) == []
+
+    # when: the page is read with the instance loaded before the flush
+    members, next_seq = pages.messages_page_json(thread=loaded, after_seq=0, limit=2)
+
+    # then: the row read with the page said cold, so it hydrated and read again
+    assert [json.loads(m)["id"] for m in members] == ["a", "b"]
+    assert next_seq == 2
+    assert Thread.objects.get(pk=thread.pk).tier == "hot"
+    assert hydrations(thread) == 1
+    # and a page past the end is empty, with no cursor
+    assert pages.messages_page_json(thread=loaded, after_seq=3, limit=2) == ([], None)
+
+
+def test_a_read_of_a_thread_deleted_since_it_was_loaded_is_not_found(thread, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    add(thread, "a")
+    loaded = Thread.objects.get(pk=thread.pk)
+    Thread.objects.filter(pk=thread.pk).delete()
+    with pytest.raises(NotFound):
+        pages.messages_page_json(thread=loaded, after_seq=0, limit=10)
 
 
 def test_dedup_survives_flush_and_hydrate(api, thread, s3):
