@@ -124,8 +124,9 @@ class Thread(models.Model):
     """
 
     id = _id_field("thd")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="threads")
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="threads")
+    # No index of their own: thread_tenant_created, thread_project_created lead with them.
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="threads", db_index=False)
+    project = models.ForeignKey(Project, models.PROTECT, related_name="threads", db_index=False)
     title = models.CharField(max_length=500, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField(
@@ -277,7 +278,7 @@ class Event(models.Model):
     public_id = models.CharField(
         max_length=20, unique=True, default=id_factory("evt"), editable=False
     )
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
+    tenant = models.ForeignKey(Tenant, models.CASCADE, related_name="events", db_index=False)
     thread_id = models.CharField(max_length=20, null=True, blank=True)
     session_id = models.CharField(max_length=20, null=True, blank=True)
     kind = models.CharField(max_length=64)
@@ -289,10 +290,9 @@ class Event(models.Model):
         indexes = [
             # GET /events/ — the tenant's whole trail in order.
             models.Index(fields=("tenant", "id"), name="event_tenant_id"),
-            # GET /events/?thread= and ?session= — one thread's / session's trail in order.
+            # GET /events/?thread=, ?session= and ?kind= — that part of the trail in order.
             models.Index(fields=("tenant", "thread_id", "id"), name="event_tenant_thread"),
             models.Index(fields=("tenant", "session_id", "id"), name="event_tenant_session"),
-            # GET /events/?kind=
             models.Index(fields=("tenant", "kind", "id"), name="event_tenant_kind"),
         ]
 

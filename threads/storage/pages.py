@@ -111,8 +111,7 @@ def _page_sql(vendor: str) -> str:
     )
 
 
-def _json_string(value: str) -> str:
-    return orjson.dumps(value).decode()
+_ROW_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z  # created_at: UTC, with `Z`
 
 
 def _row_json(
@@ -125,15 +124,23 @@ def _row_json(
     created: datetime,
 ) -> bytes:
     """A PostgreSQL page row as the API's JSON object: the keys of message_format's
-    message_dict in the same (sorted) order, created_at as its isoformat with `Z`. Equal as
-    JSON to message_json_bytes; the nested JSON is PostgreSQL's text of the jsonb (with
-    spaces). Written here from the raw text it took a third less time per row than
-    PostgreSQL's json_build_object and to_char did."""
-    return (
-        f'{{"content":{content},"created_at":"{created.isoformat()}Z",'
-        f'"id":{_json_string(message_id)},"metadata":{metadata},"role":{_json_string(role)},'
-        f'"seq":{seq},"token_estimate":{tokens}}}'
-    ).encode()
+    message_dict in the same (sorted) order, created_at as isoformat writes it (microseconds
+    unless zero) with `Z`. Equal as JSON to message_json_bytes; the nested JSON is
+    PostgreSQL's text of the jsonb (with spaces), embedded as it is (orjson.Fragment).
+    Written here, a row took a third less time than PostgreSQL's json_build_object and
+    to_char did."""
+    return orjson.dumps(
+        {
+            "content": orjson.Fragment(content),
+            "created_at": created,
+            "id": message_id,
+            "metadata": orjson.Fragment(metadata),
+            "role": role,
+            "seq": seq,
+            "token_estimate": tokens,
+        },
+        option=_ROW_JSON_OPTIONS,
+    )
 
 
 def _page_from_database(
