@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from django.db import connection
 
+from common.rows import row_decoder
 from handoffs.models import Handoff
 from sessions_app.models import Session
 from threads import locks
@@ -80,17 +80,10 @@ def handoff_source(
             row = cursor.fetchone()
     if row is None:
         return None
-    fields = (*session_fields, *project_fields)
-    values = [_from_db(f, v) for f, v in zip(fields, row[:-1], strict=True)]
+    values = row_decoder((*session_fields, *project_fields))(row[:-1])
     split = len(session_fields)
     source = Session.from_db(connection.alias, [f.attname for f in session_fields], values[:split])
     source.project = Project.from_db(
         connection.alias, [f.attname for f in project_fields], values[split:]
     )
     return source, row[-1]
-
-
-def _from_db(field: Any, value: Any) -> Any:
-    # The field's own conversion, as the ORM applies it (JSON arrives as text).
-    convert = getattr(field, "from_db_value", None)
-    return value if convert is None else convert(value, None, connection)

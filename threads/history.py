@@ -21,7 +21,7 @@ from common.errors import InvalidInput, NotFound, PayloadTooLarge, ThreadArchive
 from common.ids import new_id
 from threads import events, locks
 from threads.events import thread_event
-from threads.message_format import estimate_tokens, json_bytes
+from threads.message_format import estimate_tokens, json_bytes, message_fields
 from threads.models import (
     MESSAGE_COLUMNS,
     CompactedMessageId,
@@ -155,16 +155,11 @@ def _known_query(sql: str, thread_id: str, ids: list[str]) -> tuple[str, list]:
 
 
 @functools.cache
-def _message_fields() -> tuple:
-    return tuple(Message._meta.get_field(name) for name in MESSAGE_COLUMNS)
-
-
-@functools.cache
 def _adapters(vendor: str) -> tuple:
     """One callable per MESSAGE_COLUMNS value giving its parameter: the model field's own
     adaptation, except jsonb on PostgreSQL, written by orjson instead of json.dumps."""
     adapters = []
-    for f in _message_fields():
+    for f in message_fields():
         if vendor == "postgresql" and isinstance(f, JSONField):
             adapters.append(functools.partial(Jsonb, dumps=json_bytes))
         else:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from common.errors import ColdSnapshotCorrupt
 from threads.conversation.compaction import compaction_originals
-from threads.message_format import message_json_bytes
+from threads.message_format import iso_datetime, message_json_bytes
 from threads.models import (
     MESSAGE_COLUMNS,
     CompactedMessageId,
@@ -38,7 +38,7 @@ class ExportInterrupted(Exception):
 
 
 def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    return iso_datetime(value) if value is not None else None
 
 
 def thread_fields(thread: Thread) -> dict[str, Any]:

@@ -409,15 +409,6 @@ def members_of(rows: Sequence[tuple]) -> list[Member]:
     if not enabled():
         return []
     return [(row[1], message_json(*row)) for row in rows]
-    return [
-        (
-            r.seq,
-            message_json(
-                r.message_id, r.seq, r.role, r.content, r.metadata, r.token_estimate, r.created_at
-            ),
-        )
-        for r in rows
-    ]
 
 
 def _fill_key(thread_id: str) -> str:

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, models
+from django.db import connection
 
 from common import metrics
 from common.errors import NotFound, ThreadBusy
-from threads.message_format import BYTES_PER_TOKEN, message_json_bytes
+from common.rows import row_decoder
+from threads.message_format import BYTES_PER_TOKEN, message_fields, message_json_bytes
 from threads.models import MESSAGE_COLUMNS, Message, Thread, Tier
 from threads.storage import fill, hotcache
 from threads.storage.tiers import thread_ensure_hot
@@ -76,16 +76,14 @@ def _page_sql(vendor: str) -> str:
     tokens, seq = col("token_estimate"), col("seq")
     if vendor == "postgresql":
         # The two JSON columns come as PostgreSQL's text of the jsonb (Django's connection
-        # loads jsonb as text) and are written into the message's JSON unparsed (_row_json);
+        # loads jsonb as text) and are embedded in the message's JSON unparsed (_members);
         # only those of the page: the row after it (there only to tell that there is more)
         # and a row past the size bound are not detoasted — with megabyte messages that
-        # was half the cost. created_at comes in UTC, without its zone.
-        shown = "CASE WHEN rn <= %s AND before < %s THEN {} END AS {}"
-        selected = (
-            f"{shown.format(col('content'), 'shown_content')}, "
-            f"{shown.format(col('metadata'), 'shown_metadata')}, "
-            f"{col('message_id')}, {seq}, {col('role')}, {tokens}, "
-            f"({col('created_at')} AT TIME ZONE 'UTC') AS utc_created_at"
+        # was half the cost.
+        shown = "CASE WHEN rn <= %s AND before < %s THEN {0} END AS {0}"
+        selected = ", ".join(
+            shown.format(col(name)) if name in ("content", "metadata") else col(name)
+            for name in MESSAGE_COLUMNS
         )
     else:
         selected = columns
@@ -111,36 +109,16 @@ def _page_sql(vendor: str) -> str:
     )
 
 
-_ROW_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z  # created_at: UTC, with `Z`
-
-
-def _row_json(
-    content: str,
-    metadata: str,
-    message_id: str,
-    seq: int,
-    role: str,
-    tokens: int,
-    created: datetime,
-) -> bytes:
-    """A PostgreSQL page row as the API's JSON object: the keys of message_format's
-    message_dict in the same (sorted) order, created_at as isoformat writes it (microseconds
-    unless zero) with `Z`. Equal as JSON to message_json_bytes; the nested JSON is
-    PostgreSQL's text of the jsonb (with spaces), embedded as it is (orjson.Fragment).
-    Written here, a row took a third less time than PostgreSQL's json_build_object and
-    to_char did."""
-    return orjson.dumps(
-        {
-            "content": orjson.Fragment(content),
-            "created_at": created,
-            "id": message_id,
-            "metadata": orjson.Fragment(metadata),
-            "role": role,
-            "seq": seq,
-            "token_estimate": tokens,
-        },
-        option=_ROW_JSON_OPTIONS,
-    )
+def _members(rows: list[tuple]) -> list[bytes]:
+    """PostgreSQL page rows (MESSAGE_COLUMNS, the JSON columns as jsonb text) as the API's
+    JSON: written by message_json_bytes with the jsonb text embedded as it is, so equal as
+    JSON to what the cache holds (nested JSON keeps PostgreSQL's rendering, with spaces).
+    PostgreSQL's own json_build_object and to_char per row took longer than this."""
+    fragment = orjson.Fragment
+    return [
+        message_json_bytes(mid, seq, role, fragment(content), fragment(metadata), tokens, at)
+        for mid, seq, role, content, metadata, tokens, at in rows
+    ]
 
 
 def _page_from_database(
@@ -156,7 +134,7 @@ def _page_from_database(
             )
             rows = cursor.fetchall()
             head = rows[0][:2] if rows else None
-            rows = [row[2:] for row in rows if row[5] is not None]  # (seq: not the empty row)
+            rows = [row[2:] for row in rows if row[3] is not None]  # (seq: not the empty row)
         else:
             cursor.execute(_page_sql(connection.vendor), params)
             rows = cursor.fetchall()
@@ -170,41 +148,9 @@ def _page_from_database(
         return None  # flushed meanwhile: the rows read may be partial
     page = [row for row in rows if row[-1] < budget][:limit]
     if postgresql:
-        members = [_row_json(*row[:-1]) for row in page]
+        members = _members([row[:-1] for row in page])
     else:
-        decode = _row_decoder(connection.vendor)
+        decode = row_decoder(message_fields())
         members = [message_json_bytes(*decode(row[:-1])) for row in page]
     more = len(rows) > len(page)
-    seq_at = 3 if postgresql else 1
-    return members, (page[-1][seq_at] if more else None)
-
-
-@functools.cache
-def _row_decoder(vendor: str):
-    """Raw cursor rows → Python values, as the ORM would give them: datetimes as the backend
-    converts them, JSON columns (text from the driver) parsed with orjson."""
-    meta = Message._meta
-    columns = [meta.get_field(name).get_col(meta.db_table) for name in MESSAGE_COLUMNS]
-    converters = [
-        [_json_loads]
-        if isinstance(col.output_field, models.JSONField)
-        else [
-            *connection.ops.get_db_converters(col),
-            *col.output_field.get_db_converters(connection),
-        ]
-        for col in columns
-    ]
-
-    def decode(row: tuple) -> tuple:
-        values = []
-        for value, col, steps in zip(row, columns, converters, strict=True):
-            for step in steps:
-                value = step(value, col, connection)
-            values.append(value)
-        return tuple(values)
-
-    return decode
-
-
-def _json_loads(value: Any, expression: Any, connection: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+    return members, (page[-1][1] if more else None)

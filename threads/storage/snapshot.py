@@ -42,7 +42,7 @@ from django.utils.dateparse import parse_datetime
 
 from common.errors import ColdSnapshotCorrupt
 from common.ids import new_id
-from threads.message_format import estimate_tokens, json_parse, message_json
+from threads.message_format import estimate_tokens, iso_datetime, json_parse, message_json
 from threads.models import MESSAGE_COLUMNS, Message, Role, Thread
 from threads.storage import cold, foreign
 
@@ -66,10 +66,6 @@ def messages_sha256(messages: list[str]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def snapshot_encode(*, thread: Thread) -> dict[str, Any]:
     """The snapshot of `thread` from the database. Its messages are read after the row, so
     they are at least as new as `thread.history_version`; a flush only commits if that
@@ -90,8 +86,8 @@ def snapshot_encode(*, thread: Thread) -> dict[str, Any]:
         "message_count": len(messages),
         "history_version": thread.history_version,
         "token_estimate": sum(row[5] for row in rows),
-        "thread_created_at": _iso(thread.created_at),
-        "created_at": _iso(timezone.now()),
+        "thread_created_at": iso_datetime(thread.created_at),
+        "created_at": iso_datetime(timezone.now()),
         "sha256": messages_sha256(messages),
     }
 
