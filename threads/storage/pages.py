@@ -80,11 +80,15 @@ def _page_sql(vendor: str) -> str:
         # only those of the page: the row after it (there only to tell that there is more)
         # and a row past the size bound are not detoasted — with megabyte messages that
         # was half the cost.
+        # created_at comes in UTC without its zone: psycopg's own loader, where Django's
+        # timestamptz loader (a Python load per value) took 6 ms per 1,000 rows.
         shown = "CASE WHEN rn <= %s AND before < %s THEN {0} END AS {0}"
-        selected = ", ".join(
-            shown.format(col(name)) if name in ("content", "metadata") else col(name)
-            for name in MESSAGE_COLUMNS
-        )
+        special = {
+            "content": shown.format(col("content")),
+            "metadata": shown.format(col("metadata")),
+            "created_at": f"({col('created_at')} AT TIME ZONE 'UTC') AS {col('created_at')}",
+        }
+        selected = ", ".join(special.get(name, col(name)) for name in MESSAGE_COLUMNS)
     else:
         selected = columns
     page = (
